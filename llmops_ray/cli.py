@@ -23,6 +23,15 @@ from llmops_ray.config import UserError
 
 # Modules that define ``register(app: typer.Typer) -> None``; add yours here.
 COMMAND_MODULES: list[str] = [
+    "llmops_ray.kb.commands",
+    "llmops_ray.registry.cli",
+    "llmops_ray.evaluate.cli",
+    "llmops_ray.serve.commands",
+    "llmops_ray.observe.commands",
+    "llmops_ray.serve.keys_commands",
+    "llmops_ray.observe.audit_commands",
+    "llmops_ray.models.commands",
+    "llmops_ray.train.commands",
 ]
 
 

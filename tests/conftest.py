@@ -21,6 +21,8 @@ os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{_SESSION_HOME / 'mlflo
 # DeepSpeed's JIT-built ops are cached across sessions (about 40 s to build once).
 os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "llmops-torch-extensions"))
 os.environ.pop("RAY_ADDRESS", None)
+# Ray 2.60 token auth: Ray reads this at import, so it must be set before anything imports ray.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

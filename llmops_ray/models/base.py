@@ -235,8 +235,8 @@ def load_causal_lm(path_or_id: str, dtype: str | None = None):
 
 
 def iter_corpus_texts(paths: Iterable[str | os.PathLike[str]]) -> Iterator[str]:
-    """Texts of a plain corpus: every .txt/.md file under the given files or directories,
-    and the ``text`` field of .jsonl records."""
+    """Texts of a plain corpus: every .txt/.md/.html/.pdf file under the given files or
+    directories, and the ``text`` field of .jsonl records."""
     for root in paths:
         root = Path(root)
         if not root.exists():
@@ -246,6 +246,20 @@ def iter_corpus_texts(paths: Iterable[str | os.PathLike[str]]) -> Iterator[str]:
             suffix = file.suffix.lower()
             if suffix in {".txt", ".md"}:
                 yield file.read_text(encoding="utf-8", errors="replace")
+            elif suffix in {".html", ".htm"}:
+                from bs4 import BeautifulSoup
+
+                soup = BeautifulSoup(file.read_text(encoding="utf-8", errors="replace"), "lxml")
+                for tag in soup(["script", "style"]):
+                    tag.decompose()
+                yield soup.get_text("\n", strip=True)
+            elif suffix == ".pdf":
+                try:
+                    from pypdf import PdfReader
+
+                    yield "\n".join(page.extract_text() or "" for page in PdfReader(str(file)).pages)
+                except Exception:  # an unreadable PDF is skipped, not fatal for pretraining
+                    continue
             elif suffix == ".jsonl":
                 for line in file.read_text(encoding="utf-8", errors="replace").splitlines():
                     line = line.strip()

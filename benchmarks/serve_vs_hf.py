@@ -1,0 +1,86 @@
+"""Output tokens/s: our Serve path at 32 concurrent streams vs Hugging Face ``generate``
+(sequential, one prompt at a time) and HF static batching (batch 32), same prompts.
+
+    .venv/bin/python benchmarks/serve_vs_hf.py [--requests 64]
+
+Targets: ours >= 8x sequential HF and >= 1.0x HF static batch 32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from _serve_common import ENGINE, OUTPUT_TOKENS, build_bench_model, free_port, make_prompts, run_load, table, wait_completion
+
+MODEL = "bench"
+
+
+def hf_tok_s(model_dir: Path, prompts, batch: int, limit: int) -> float:
+    """Greedy ``generate`` of OUTPUT_TOKENS tokens (no early stop), bf16 like the engine."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(os.cpu_count() or 2)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).eval()
+    prompts = prompts[:limit]
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(prompts), batch):
+            ids = torch.tensor(prompts[i : i + batch])  # equal lengths: no padding needed
+            model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=OUTPUT_TOKENS,
+                           min_new_tokens=OUTPUT_TOKENS, do_sample=False, pad_token_id=0)
+    return len(prompts) * OUTPUT_TOKENS / (time.perf_counter() - start)
+
+
+def ours_tok_s(model_dir: Path, prompts) -> float:
+    from ray import serve
+
+    from llmops_ray.cluster import init_ray
+    from llmops_ray.config import build_config
+    from llmops_ray.serve.app import start_app
+    from llmops_ray.serve.config import ServeAppConfig
+
+    init_ray(num_cpus=os.cpu_count() or 2)
+    port = free_port()
+    config = build_config(ServeAppConfig, {
+        "name": "bench-vs-hf", "http": {"port": port}, "gateway": {"num_cpus": 0.1, "embeddings": False},
+        "models": [{"model_id": MODEL, "source": str(model_dir), "num_cpus": 0, "engine_kwargs": ENGINE,
+                    "autoscaling": {"target_ongoing_requests": 64}}],
+    })
+    start_app(config, wait=False)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_completion(url, MODEL)
+        asyncio.run(run_load(url, MODEL, prompts[:4], 4))
+        return asyncio.run(run_load(url, MODEL, prompts, 32))["tok_s"]
+    finally:
+        serve.shutdown()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=64)
+    parser.add_argument("--sequential", type=int, default=8, help="prompts for the (slow) sequential HF baseline")
+    args = parser.parse_args()
+    work = Path(os.environ.get("LLMOPS_BENCH_DIR") or tempfile.mkdtemp(prefix="serve-bench-"))
+    model_dir = build_bench_model(work / "bench-llama")
+    prompts = make_prompts(model_dir, args.requests)
+    seq = hf_tok_s(model_dir, prompts, 1, args.sequential)
+    static = hf_tok_s(model_dir, prompts, 32, args.requests)
+    ours = ours_tok_s(model_dir, prompts)
+    rows = [("HF generate, sequential", f"{seq:.0f}", "1.00x"),
+            ("HF generate, static batch 32", f"{static:.0f}", f"{static / seq:.2f}x"),
+            ("ours, 32 streams", f"{ours:.0f}", f"{ours / seq:.2f}x")]
+    print(f"\nserve_vs_hf: 128-token prompts -> {OUTPUT_TOKENS} tokens")
+    print(table(rows, ("path", "out tok/s", "vs sequential")))
+    print(f"targets: >= 8x sequential: {ours / seq >= 8} ({ours / seq:.1f}x); "
+          f">= 1.0x static batch 32: {ours / static >= 1.0} ({ours / static:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""Gateway hook that feeds metrics, cost and the request log from the serving path.
+
+Add it LAST to ``gateway.hooks`` of a serve config (after keys, rails, RAG and canary, so
+that it sees the tenant, variant, citations and rail decisions they set)::
+
+    gateway:
+      hooks:
+        - path: llmops_ray.observe.hook:ObserveHook
+          kwargs: {prices: null, log_requests: true}
+
+What it reads from the request context (set by the other hooks): ``ctx.tenant``,
+``ctx.variant``, ``ctx.principal`` (``key_id`` / ``id`` attribute or key),
+``ctx.extra["citations"]`` (list of dicts), ``ctx.extra["rails"]`` (list of
+``RailDecision`` or dicts with ``rail``/``action``), ``ctx.extra["retrieval_s"]`` (seconds).
+
+Streams: so that a streamed response is counted (and costs) exactly like the non-streamed
+one, the hook asks the engine for the usage chunk (``stream_options.include_usage``) and
+removes it again when the client did not ask for it.
+
+Everything runs in-process; the log write happens on the request logger's own thread.
+``after_response`` is run by the gateway as a background task, after the client has its
+answer.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from llmops_ray.observe.tracker import Observer
+from llmops_ray.serve.hooks import GatewayHook, RequestContext
+
+_STRIP = "observe_strip_usage"
+_USAGE = "observe_usage"
+_RESPONSE_ID = "observe_response_id"
+_STARTED = "observe_started"
+# Body keys logged as the request (messages / prompt and generation parameters).
+_LOGGED_KEYS = (
+    "model", "messages", "prompt", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "n",
+    "retrieval",
+)
+
+
+def _key_id(principal: Any) -> str | None:
+    for name in ("key_id", "id"):
+        value = principal.get(name) if isinstance(principal, dict) else getattr(principal, name, None)
+        if value:
+            return str(value)
+    return None
+
+
+class ObserveHook(GatewayHook):
+    """Per-request metrics, cost and request-log rows for the gateway (one per replica)."""
+
+    def __init__(self, prices: str | None = None, log_requests: bool = True, metrics: bool = True, **observer_kwargs: Any):
+        self.observer = Observer(prices=prices, log_requests=log_requests, metrics=metrics, **observer_kwargs)
+
+    async def before_request(self, ctx: RequestContext) -> None:
+        if ctx.stream and ctx.route in ("chat", "completions"):
+            options = ctx.body.get("stream_options") or {}
+            if not options.get("include_usage"):
+                ctx.extra[_STRIP] = True
+                ctx.body["stream_options"] = {**options, "include_usage": True}
+        m = self.observer.metrics
+        if m is not None:
+            m.request_started(m.tags(ctx.requested_model or ctx.body.get("model"), None, None, None))
+            ctx.extra[_STARTED] = True
+
+    def on_chunk(self, ctx: RequestContext, chunk: dict[str, Any]) -> dict[str, Any] | None:
+        if _RESPONSE_ID not in ctx.extra and chunk.get("id"):
+            ctx.extra[_RESPONSE_ID] = chunk["id"]
+        if chunk.get("usage"):
+            ctx.extra[_USAGE] = chunk["usage"]
+            if ctx.extra.get(_STRIP):
+                if not chunk.get("choices"):
+                    return None  # the usage-only chunk the client did not ask for
+                chunk = {k: v for k, v in chunk.items() if k != "usage"}
+        return chunk
+
+    def on_response(self, ctx: RequestContext, response: dict[str, Any]) -> dict[str, Any]:
+        ctx.extra[_RESPONSE_ID] = response.get("id")
+        return response
+
+    async def after_response(self, ctx: RequestContext) -> None:
+        self.record_context(ctx)
+
+    def record_context(self, ctx: RequestContext) -> dict[str, Any]:
+        """Record one finished request from the gateway's context; returns the log row."""
+        finished = ctx.finished_at or time.perf_counter()
+        latency = max(0.0, finished - ctx.started)
+        usage = ctx.extra.get(_USAGE) or ctx.usage or {}
+        prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        completion_tokens = int(usage.get("completion_tokens") or 0)
+        ttft = tbt = None
+        if ctx.first_chunk_at is not None:
+            ttft = ctx.first_chunk_at - ctx.started
+            if completion_tokens > 1:
+                tbt = (finished - ctx.first_chunk_at) / (completion_tokens - 1)
+        elif ctx.status < 400 and completion_tokens > 0:
+            ttft = latency  # non-streamed: the client sees every token at the end
+        request = {k: ctx.body[k] for k in _LOGGED_KEYS if k in ctx.body}
+        return self.observer.record(
+            stack=ctx.requested_model or ctx.model,
+            model=ctx.model,
+            variant=ctx.variant,
+            tenant=ctx.tenant,
+            key_id=_key_id(ctx.principal),
+            route=ctx.route,
+            stream=ctx.stream,
+            status=ctx.status,
+            latency_s=latency,
+            ttft_s=ttft,
+            tbt_s=tbt,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            request=request or None,
+            response_text="".join(ctx.output_text),
+            error=ctx.error,
+            citations=ctx.extra.get("citations"),
+            rails=ctx.extra.get("rails"),
+            retrieval_s=ctx.extra.get("retrieval_s"),
+            request_id=ctx.request_id,
+            response_id=ctx.extra.get(_RESPONSE_ID),
+            ts=ctx.started_wall,
+            started=bool(ctx.extra.get(_STARTED)),
+        )
+
+    def close(self) -> None:
+        """Flush the request log (replica shutdown)."""
+        self.observer.close()

@@ -1,0 +1,79 @@
+"""Per-stack guardrail settings: which rails run, their thresholds and their actions.
+
+A model stack (registry) carries one :class:`RailsConfig` under ``rails:``; the gateway
+builds one :class:`~llmops_ray.safety.rails.Rails` per distinct config and reuses it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from llmops_ray.config import StrictModel
+
+
+class InputRailsConfig(StrictModel):
+    """Rails on the request before it reaches the model."""
+
+    injection: bool = True
+    """Run prompt-injection / jailbreak detection on every non-system message."""
+    injection_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    """Score (max of pattern weight and classifier probability) at or above which a message is a hit."""
+    injection_action: Literal["block", "flag"] = "block"
+    """``block``: 400 ``content_blocked``; ``flag``: let it through and record the decision."""
+    injection_classifier: bool = True
+    """Use the trained classifier layer (False: normalisation + patterns only)."""
+    pii: bool = True
+    """Find PII in every message (all roles)."""
+    pii_action: Literal["mask", "block", "flag"] = "mask"
+    """``mask``: typed placeholders replace the values before the model (and any log) sees them."""
+    moderation: bool = False
+    """Also run the moderation lexicon on user messages (off by default: users may ask about harms)."""
+
+
+class ContextRailsConfig(StrictModel):
+    """Rail on retrieved knowledge-base chunks before they enter the prompt."""
+
+    enabled: bool = True
+    """Scan every retrieved chunk for injected instructions."""
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    """Injection score at or above which a sentence of a chunk counts as an instruction."""
+    action: Literal["neutralize", "drop", "flag"] = "neutralize"
+    """``neutralize``: replace the offending sentences with a marker; ``drop``: remove the chunk; ``flag``: keep as is."""
+
+
+class OutputRailsConfig(StrictModel):
+    """Rails on the model's answer, streamed or not."""
+
+    pii: bool = True
+    """Mask PII that the model emits (a leak from training data or context)."""
+    pii_action: Literal["mask", "flag"] = "mask"
+    """``mask``: typed placeholders; ``flag``: pass through and record."""
+    moderation: bool = True
+    """Run the moderation check on the answer."""
+    moderation_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    """Category weight at or above which the answer is a hit."""
+    moderation_action: Literal["block", "flag"] = "block"
+    """``block``: stop the answer (``finish_reason: content_filter``); ``flag``: record only."""
+    hold_chars: int = Field(64, ge=16, le=4096)
+    """Stream window: text within this many characters of the end that may start a PII value is held back (>= the longest spaced PII value, 42 for an IBAN)."""
+    max_buffer_chars: int = Field(512, ge=64, le=65536)
+    """Bound on held-back text: beyond it the stream is cut even inside an unbroken token."""
+    context_chars: int = Field(128, ge=0, le=4096)
+    """Already-emitted characters the moderation check still sees, so a phrase split across chunks is caught."""
+    block_message: str = "[response stopped by content filter]"
+    """Text sent in place of the rest of an answer stopped by moderation."""
+
+
+class RailsConfig(StrictModel):
+    """Guardrails of one model stack."""
+
+    enabled: bool = True
+    """Master switch: False skips every rail (decisions list stays empty)."""
+    input: InputRailsConfig = Field(default_factory=InputRailsConfig)
+    """Request rails."""
+    context: ContextRailsConfig = Field(default_factory=ContextRailsConfig)
+    """Retrieved-context rail."""
+    output: OutputRailsConfig = Field(default_factory=OutputRailsConfig)
+    """Answer rails."""

@@ -1,0 +1,173 @@
+"""Output rails on streams: PII-leak masking and moderation with bounded buffering.
+
+:class:`OutputStreamGuard` sits between the engine's token deltas and the client.
+``feed(delta)`` returns the text that is safe to send now (often all of it, sometimes a
+little less), ``finish()`` the rest at the end of the stream. The guarantees, checked by
+property tests over random chunkings:
+
+- the concatenation of everything emitted equals ``mask_pii(full_answer)[0]`` (given
+  tokens shorter than ``max_buffer_chars``): a PII value is never emitted half-way, and a
+  placeholder such as ``[EMAIL]`` is always emitted whole, inside one piece;
+- buffering is bounded and local: only a trailing region that could still become a PII
+  value is held back: the unfinished last token, and, when a digit, ``@`` or ``+``
+  occurs in the last ``hold_chars`` characters, everything from the token where it starts
+  (spaced values such as ``+1 415 555 0100`` or IBANs are at most ~42 characters). Plain
+  prose is released word by word, Chinese character by character; the answer is never
+  awaited as a whole. Past ``max_buffer_chars`` of held text the guard cuts anyway;
+- moderation sees every character before it is released, together with the last
+  ``context_chars`` released characters, so a harmful phrase split across deltas is
+  caught before any of it leaves (phrases up to ``hold_chars`` long, or any phrase that
+  ends in a still-held region).
+
+Cost per delta: one ``find_pii`` over the held region (usually < 100 characters) and one
+moderation pass over at most ``context_chars + held`` characters, i.e. tens of us.
+"""
+
+from __future__ import annotations
+
+from llmops_ray.safety.config import OutputRailsConfig
+from llmops_ray.safety.decision import RailDecision
+from llmops_ray.safety.moderation import moderation_score
+from llmops_ray.safety.pii import find_pii, mask_pii
+
+_PII_EXTRA = frozenset("@._%+-()/:#")
+_PRONE = frozenset("0123456789@+")
+
+
+def _is_pii_char(ch: str) -> bool:
+    # Characters that can occur inside an unspaced PII value (email, IP, ID, IBAN, phone).
+    return ch.isascii() and (ch.isalnum() or ch in _PII_EXTRA)
+
+
+def _run_start(text: str, pos: int) -> int:
+    """Start of the run of PII characters that contains ``text[pos]``."""
+    while pos > 0 and _is_pii_char(text[pos - 1]):
+        pos -= 1
+    return pos
+
+
+class OutputStreamGuard:
+    """Stateful output rails for one streamed answer (not shared between requests)."""
+
+    def __init__(self, config: OutputRailsConfig | None = None):
+        self.config = config or OutputRailsConfig()
+        self._buf = ""
+        self._tail = ""  # last released raw characters (moderation context, left context of masking)
+        self._pii_counts: dict[str, int] = {}
+        self._mod_score = 0.0
+        self._mod_category: str | None = None
+        self.blocked: RailDecision | None = None
+        """Set when moderation stopped the stream: send ``block_message`` and finish with ``content_filter``."""
+        self.emitted_chars = 0
+
+    # ------------------------------------------------------------------ public API
+
+    def feed(self, delta: str) -> str:
+        """Add one engine delta; return the text that may be sent now (possibly "")."""
+        if self.blocked is not None or not delta:
+            return ""
+        self._buf += delta
+        cut = self._cut_point()
+        if cut <= 0:
+            return ""
+        return self._release(cut)
+
+    def finish(self) -> str:
+        """End of stream: release (masked, moderated) whatever is still held."""
+        if self.blocked is not None or not self._buf:
+            return ""
+        return self._release(len(self._buf))
+
+    @property
+    def block_message(self) -> str:
+        return self.config.block_message
+
+    def decisions(self) -> list[RailDecision]:
+        """One decision per enabled output rail (call after ``finish()``)."""
+        out: list[RailDecision] = []
+        cfg = self.config
+        if cfg.pii:
+            n = sum(self._pii_counts.values())
+            if n:
+                action = "mask" if cfg.pii_action == "mask" else "flag"
+                out.append(RailDecision("output.pii", action, f"{n} PII value(s) in the answer", 1.0, dict(self._pii_counts)))
+            else:
+                out.append(RailDecision("output.pii", "allow", "", 0.0))
+        if cfg.moderation:
+            if self.blocked is not None:
+                out.append(self.blocked)
+            elif self._mod_score >= cfg.moderation_threshold:
+                out.append(RailDecision("output.moderation", "flag", f"category {self._mod_category}", self._mod_score))
+            else:
+                out.append(RailDecision("output.moderation", "allow", "", self._mod_score))
+        return out
+
+    # ------------------------------------------------------------------ internals
+
+    def _cut_point(self) -> int:
+        buf = self._buf
+        n = len(buf)
+        hold = _run_start(buf, n)  # the unfinished last token may still grow into a value
+        window_start = max(0, n - self.config.hold_chars)
+        for j in range(window_start, hold):
+            if buf[j] in _PRONE:
+                hold = min(hold, _run_start(buf, j))
+                break
+        if n - hold > self.config.max_buffer_chars:
+            hold = n - self.config.hold_chars  # bounded: cut inside a very long token
+        if hold <= 0:
+            return 0
+        # Never cut through a value that is already recognisable.
+        for m in find_pii(buf):
+            if m.start < hold < m.end:
+                hold = m.start
+            elif m.start >= hold:
+                break
+        return hold
+
+    def _release(self, cut: int) -> str:
+        cfg = self.config
+        raw = self._buf[:cut]
+        if cfg.moderation:
+            # Everything still held is checked too: a phrase straddling the cut is seen whole
+            # before any of it leaves.
+            score, category = moderation_score(self._tail + self._buf)
+            if score > self._mod_score:
+                self._mod_score, self._mod_category = score, category
+            if score >= cfg.moderation_threshold and cfg.moderation_action == "block":
+                self.blocked = RailDecision("output.moderation", "block", f"category {category}", score)
+                self._buf = ""
+                return ""
+        self._buf = self._buf[cut:]
+        out = raw
+        if cfg.pii:
+            masked, counts = self._mask(raw)
+            for kind, c in counts.items():
+                self._pii_counts[kind] = self._pii_counts.get(kind, 0) + c
+            if cfg.pii_action == "mask":
+                out = masked
+        self._tail = (self._tail + raw)[-max(cfg.context_chars, 1):]
+        self.emitted_chars += len(out)
+        return out
+
+    def _mask(self, raw: str) -> tuple[str, dict[str, int]]:
+        # One released character of left context keeps the detectors' look-behinds
+        # (e.g. "no digit before a phone number") the same as on the whole answer.
+        ctx = self._tail[-1:]
+        if ctx:
+            masked, counts = mask_pii(ctx + raw)
+            if masked.startswith(ctx):
+                return masked[len(ctx):], counts
+        return mask_pii(raw)
+
+
+def check_output(text: str, config: OutputRailsConfig | None = None) -> tuple[str, list[RailDecision]]:
+    """Non-streamed answer: the same rails in one call. Returns (text to send, decisions).
+
+    When moderation blocks, the text is the config's ``block_message``.
+    """
+    guard = OutputStreamGuard(config)
+    out = guard.feed(text) + guard.finish()
+    if guard.blocked is not None:
+        out = guard.block_message
+    return out, guard.decisions()

@@ -1,0 +1,195 @@
+"""Build, run and deploy the Serve app: our gateway in front of vLLM model deployments.
+
+* :func:`build_app` -- ``ServeAppConfig`` -> ``serve.Application`` (nothing started).
+* :func:`app_builder` -- the same for ``serve run llmops_ray.serve.app:app_builder config=FILE``.
+* :func:`start_app` -- start it on the connected Ray (``serve.run``), wait until a completion
+  answers, return the connection info.
+* :func:`deploy_detached` -- for ``jobs/deploy.py``, ``llmops serve --detach`` and the demo:
+  the app keeps running after the calling process exits; ``serve shutdown`` / ``ray stop``
+  (``make down``) stop it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from llmops_ray.config import UserError
+from llmops_ray.serve.config import ServeAppConfig, load_serve_config
+
+DASHBOARD_URL = "http://127.0.0.1:8265"
+
+
+def gateway_settings(config: ServeAppConfig) -> dict[str, Any]:
+    """What the gateway replica needs to know about the models (plain, picklable data)."""
+    return {
+        "local_lora_dirs": {
+            m.model_id: m.lora.local_dir() for m in config.models if m.lora is not None and not m.lora.is_remote()
+        },
+        "max_model_len": {m.model_id: m.max_model_len() for m in config.models if m.max_model_len()},
+        "embeddings": config.gateway.embeddings,
+        "embedding_model_id": config.gateway.embedding_model_id,
+        "embedding_model_source": config.gateway.embedding_model_source,
+        "hooks": [h.model_dump() for h in config.gateway.hooks],
+    }
+
+
+def check_sources(config: ServeAppConfig) -> None:
+    """Fail early (UserError) when a local model directory is missing."""
+    from llmops_ray.models.base import check_model_source
+
+    for model in config.models:
+        source = model.resolved_source()
+        try:
+            check_model_source(source)
+        except UserError as exc:
+            hint = " (run `llmops model bootstrap` first)" if "tiny-base" in source else ""
+            raise UserError(f"model {model.model_id!r}: {exc}{hint}") from None
+
+
+def build_app(config: ServeAppConfig):
+    """The Serve application: one LLM deployment per model + the gateway ingress."""
+    from ray import serve
+    from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
+    from ray.llm._internal.serve.core.ingress.ingress import make_fastapi_ingress
+    from ray.llm._internal.serve.core.server.builder import build_llm_deployment
+
+    from llmops_ray.serve.gateway import ENDPOINTS, Gateway, build_fastapi_app
+    from llmops_ray.serve.llm import build_llm_config
+    from llmops_ray.serve.server import GatewayLLMServer
+
+    check_sources(config)
+    deployments, cards, lora_paths = {}, {}, {}
+    for spec in config.models:
+        llm_config = build_llm_config(spec)
+        bind = {"first_chunk_immediate": spec.first_chunk_immediate}
+        if spec.lora is not None and not spec.lora.is_remote():
+            bind["local_lora_dir"] = spec.lora.local_dir()
+        if spec.lora is not None and spec.lora.is_remote():
+            lora_paths[spec.model_id] = llm_config.lora_config.dynamic_lora_loading_path
+        deployments[spec.model_id] = build_llm_deployment(
+            llm_config, deployment_cls=GatewayLLMServer, bind_kwargs=bind, name_prefix="LLM:"
+        )
+        cards[spec.model_id] = to_model_metadata(spec.model_id, llm_config)
+
+    ingress_cls = make_fastapi_ingress(Gateway, endpoint_map=ENDPOINTS, app=build_fastapi_app())
+    gw = config.gateway
+    return serve.deployment(
+        ingress_cls,
+        name="Gateway",
+        num_replicas=gw.replicas,
+        max_ongoing_requests=gw.max_ongoing_requests,
+        ray_actor_options={"num_cpus": gw.num_cpus},
+    ).bind(
+        llm_deployments=deployments,
+        model_cards=cards,
+        lora_paths=lora_paths,
+        settings=gateway_settings(config),
+    )
+
+
+def app_builder(args: dict[str, str]):
+    """Builder for ``serve run llmops_ray.serve.app:app_builder config=serve_configs/local_cpu.yaml``."""
+    args = dict(args or {})
+    path = args.pop("config", "local_cpu")
+    overrides = [f"{k}={v}" for k, v in args.items()]
+    return build_app(load_serve_config(path, overrides))
+
+
+def endpoint(config: ServeAppConfig) -> str:
+    host = "127.0.0.1" if config.http.host in ("0.0.0.0", "::") else config.http.host
+    prefix = config.route_prefix.rstrip("/")
+    return f"http://{host}:{config.http.port}{prefix}/v1"
+
+
+def wait_ready(base_url: str, model: str, timeout_s: float = 600.0) -> float:
+    """Poll until ``model`` answers a 1-token completion (``/v1/models`` answers much earlier).
+
+    Returns the seconds waited; raises ``TimeoutError``.
+    """
+    start = time.monotonic()
+    payload = json.dumps({"model": model, "prompt": "ready", "max_tokens": 1}).encode()
+    last = "no answer"
+    while time.monotonic() - start < timeout_s:
+        req = urllib.request.Request(
+            f"{base_url}/completions", data=payload, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                if resp.status == 200:
+                    return time.monotonic() - start
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code}"
+        except (urllib.error.URLError, OSError) as exc:
+            last = str(exc)
+        time.sleep(2.0)
+    raise TimeoutError(f"{base_url} did not serve {model!r} within {timeout_s:.0f} s (last: {last})")
+
+
+def start_app(config: ServeAppConfig, wait: bool = True, timeout_s: float = 900.0) -> dict[str, Any]:
+    """Start (or upgrade) the app on the connected Ray and return its connection info.
+
+    Ray must already be initialised (``init_ray``); Serve starts on ``config.http``.
+    """
+    from ray import serve
+
+    app = build_app(config)
+    serve.start(http_options={"host": config.http.host, "port": config.http.port})
+    serve.run(app, name=config.name, route_prefix=config.route_prefix, blocking=False)
+    info = {
+        "endpoint": endpoint(config),
+        "api_key": None,
+        "model": config.models[0].model_id,
+        "dashboard": DASHBOARD_URL,
+    }
+    if wait:
+        info["ready_after_s"] = round(wait_ready(info["endpoint"], info["model"], timeout_s), 1)
+    return info
+
+
+def deploy_detached(
+    config: ServeAppConfig | str = "local_cpu", overrides=(), address: str | None = None, wait: bool = True
+) -> dict[str, Any]:
+    """Deploy to a running Ray cluster (``RAY_ADDRESS`` or the local head) and return
+    ``{"endpoint", "api_key", "model", "dashboard"}``; the app outlives this process."""
+    import ray
+
+    from llmops_ray.cluster import apply_process_env, runtime_env
+
+    if not isinstance(config, ServeAppConfig):
+        config = load_serve_config(config, overrides)
+    apply_process_env()
+    if not ray.is_initialized():
+        target = address or os.environ.get("RAY_ADDRESS") or "auto"
+        try:
+            ray.init(address=target, runtime_env=runtime_env(), namespace="serve", log_to_driver=False)
+        except ConnectionError as exc:
+            raise UserError(f"no running Ray cluster at {target!r} (start one with `ray start --head`): {exc}") from None
+    info = start_app(config, wait=wait)
+    info.pop("ready_after_s", None)
+    return info
+
+
+def usage_examples(info: dict[str, Any]) -> str:
+    """A curl and an ``openai`` client example for the running app (printed by the demo)."""
+    url, model = info["endpoint"], info["model"]
+    key = info.get("api_key") or "none"
+    auth = f' -H "Authorization: Bearer {key}"' if info.get("api_key") else ""
+    return (
+        "# curl (streaming chat):\n"
+        f"curl -N {url}/chat/completions -H 'Content-Type: application/json'{auth} \\\n"
+        f"  -d '{{\"model\": \"{model}\", \"stream\": true, \"max_tokens\": 32, "
+        "\"messages\": [{\"role\": \"user\", \"content\": \"What is Ray Serve?\"}]}'\n"
+        "# openai client:\n"
+        "python - <<'PY'\n"
+        "from openai import OpenAI\n"
+        f"client = OpenAI(base_url=\"{url}\", api_key=\"{key}\")\n"
+        f"r = client.chat.completions.create(model=\"{model}\", max_tokens=32,\n"
+        "    messages=[{\"role\": \"user\", \"content\": \"What is Ray Serve?\"}])\n"
+        "print(r.choices[0].message.content)\n"
+        "PY"
+    )

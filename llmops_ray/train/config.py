@@ -1,0 +1,161 @@
+"""Typed configs of the training loop: fine-tuning (:class:`FinetuneConfig`) and the groups it
+shares with bootstrap pretraining (optimiser, DeepSpeed, workers, checkpoints).
+
+Loaded with ``llmops_ray.config.load_config(FinetuneConfig, "sft_lora_tiny_cpu", ["lr=1e-4"])``;
+unknown keys are an error naming the key.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from llmops_ray.config import StrictModel
+
+
+class OptimConfig(StrictModel):
+    """Optimiser, schedule and batch geometry."""
+
+    lr: float = Field(2e-4, gt=0)
+    """Peak learning rate (AdamW)."""
+    weight_decay: float = Field(0.0, ge=0)
+    """AdamW decoupled weight decay."""
+    betas: tuple[float, float] = (0.9, 0.95)
+    """AdamW betas."""
+    warmup_steps: int = Field(0, ge=0)
+    """Optimizer steps of linear warmup from 0 to ``lr`` (takes precedence over warmup_ratio when > 0)."""
+    warmup_ratio: float = Field(0.0, ge=0, le=1)
+    """Warmup as a fraction of the total optimizer steps (used when warmup_steps is 0)."""
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    """Decay after warmup: cosine or linear to ``min_lr_ratio * lr``, or constant."""
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    """Final learning rate as a fraction of ``lr``."""
+    epochs: int = Field(1, ge=1)
+    """Passes over the training split (ignored when max_steps > 0)."""
+    max_steps: int = Field(0, ge=0)
+    """Total optimizer steps; 0 = as many as ``epochs`` passes take."""
+    micro_batch_size: int = Field(4, ge=1)
+    """Sequences per worker per forward/backward."""
+    grad_accum: int = Field(1, ge=1)
+    """Micro-batches accumulated per optimizer step (global batch = micro * accum * workers)."""
+    grad_clip: float = Field(1.0, ge=0)
+    """Gradient-norm clipping (0 = off)."""
+    seed: int = 0
+    """Seed for parameter init of adapters, shuffling and dropout."""
+
+
+class DeepSpeedSettings(StrictModel):
+    """DeepSpeed engine settings; turned into a DeepSpeed JSON config by ``train.deepspeed_config``."""
+
+    zero_stage: int = 2
+    """ZeRO stage 0 (plain DDP), 1 (optimizer states), 2 (+ gradients) or 3 (+ parameters) partitioned."""
+    offload_optimizer: Literal["none", "cpu"] = "none"
+    """Offload optimizer states to CPU memory (ZeRO 1-3; uses DeepSpeed's CPU Adam, JIT-built once)."""
+    offload_param: Literal["none", "cpu"] = "none"
+    """Offload parameters to CPU memory (ZeRO 3 only)."""
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    """``auto`` = bf16 on GPUs that support it, fp32 on CPU."""
+    torch_adam: bool = True
+    """Use torch's AdamW instead of DeepSpeed's fused Adam (which is JIT-compiled on first use)."""
+    extra: dict = Field(default_factory=dict)
+    """Raw keys merged last into the DeepSpeed config (escape hatch for anything not modelled here)."""
+
+    @field_validator("zero_stage")
+    @classmethod
+    def _known_stage(cls, value: int) -> int:
+        if value not in (0, 1, 2, 3):
+            raise ValueError(f"unknown ZeRO stage {value} (use 0, 1, 2 or 3)")
+        return value
+
+
+class WorkerSettings(StrictModel):
+    """Ray Train worker group."""
+
+    num_workers: int = Field(2, ge=1)
+    """Data-parallel Ray Train workers."""
+    cpus_per_worker: float = Field(0.9, gt=0)
+    """CPU share of each worker (fractional is fine: 2 workers x 0.9 on a 2-core machine)."""
+    use_gpu: bool = False
+    """One GPU per worker, NCCL instead of gloo."""
+    torch_threads: int = Field(0, ge=0)
+    """Intra-op threads per worker; 0 = max(1, round(cpus_per_worker))."""
+
+
+class CheckpointSettings(StrictModel):
+    """Checkpointing, keeping and recovery."""
+
+    every_steps: int = Field(50, ge=1)
+    """Save a checkpoint (and evaluate) every N optimizer steps; one is always saved at the end."""
+    keep_best: int = Field(2, ge=1)
+    """Checkpoints kept, best by validation loss (Ray always keeps the latest as well)."""
+    max_failures: int = Field(2, ge=0)
+    """Worker-group restarts from the last checkpoint after a worker dies (Ray Train FailureConfig)."""
+
+
+class DataSettings(StrictModel):
+    """Supervised fine-tuning data."""
+
+    path: str = ""
+    """JSONL file (or directory of .jsonl files): OpenAI chat ``messages`` or Alpaca ``instruction``/``input``/``output``."""
+    format: Literal["auto", "chat", "alpaca"] = "auto"
+    """Record format; ``auto`` decides per file from its first record."""
+    max_seq_len: int = Field(512, ge=16)
+    """Tokens per example (longer ones are truncated; the packed block length when packing)."""
+    packing: bool = False
+    """Concatenate examples into full ``max_seq_len`` blocks (fewer pad tokens, cross-example attention)."""
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    """Share of examples held out for validation (at least one per worker when > 0)."""
+    system_prompt: str = ""
+    """System message prepended to records that have none (empty = none)."""
+
+
+class LoraSettings(StrictModel):
+    """LoRA adapter (peft)."""
+
+    rank: int = Field(8, ge=1)
+    """Adapter rank r."""
+    alpha: float = Field(16, gt=0)
+    """Scaling numerator (effective scale alpha / r)."""
+    dropout: float = Field(0.05, ge=0, lt=1)
+    """Dropout on the adapter input."""
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    """Module names that get adapters (Llama/Qwen names; ``all-linear`` is accepted by peft)."""
+
+
+class FinetuneConfig(StrictModel):
+    """Supervised fine-tuning of a causal LM with Ray Train + DeepSpeed (``llmops finetune``)."""
+
+    run_name: str = "sft"
+    """Name of the run: Ray Train storage ``runs/<run_name>`` (rerun to resume), output ``models/<run_name>``."""
+    base_model: str = ""
+    """Local Hugging Face model directory or hub id; empty = the bootstrapped ``models/tiny-base``."""
+    method: Literal["lora", "full"] = "lora"
+    """LoRA adapter training or full fine-tuning."""
+    data: DataSettings = Field(default_factory=DataSettings)
+    """Training data."""
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    """LoRA settings (used when method is lora)."""
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    """Optimiser and schedule."""
+    deepspeed: DeepSpeedSettings = Field(default_factory=DeepSpeedSettings)
+    """DeepSpeed ZeRO settings."""
+    workers: WorkerSettings = Field(default_factory=WorkerSettings)
+    """Ray Train workers."""
+    checkpoint: CheckpointSettings = Field(default_factory=CheckpointSettings)
+    """Checkpoints and failure recovery."""
+    output_dir: str = ""
+    """Where the adapter / model goes; empty = ``<workspace>/models/<run_name>``."""
+    log_every: int = Field(1, ge=1)
+    """Log train metrics (MLflow, stdout progress) every N optimizer steps."""
+    mlflow_experiment: str = "finetune"
+    """MLflow experiment name (tracking URI: ``MLFLOW_TRACKING_URI`` or the workspace store)."""
+
+    @field_validator("run_name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        import re
+
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", value):
+            raise ValueError("run_name may contain letters, digits, '.', '_' and '-' only")
+        return value

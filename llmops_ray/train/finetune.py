@@ -1,0 +1,211 @@
+"""``llmops finetune``: supervised fine-tuning (LoRA or full) on Ray Train + DeepSpeed.
+
+:func:`finetune` = :func:`prepare` (all input checks, before any worker starts; Ray Data
+tokenization; the plan) + the TorchTrainer + :func:`write_outputs` (adapter or model dir with
+tokenizer, chat template, config, ``lineage.json`` and ``loss_curve.png``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmops_ray.config import UserError, dump_config, models_root
+from llmops_ray.train.config import FinetuneConfig
+
+
+@dataclass
+class Prepared:
+    """Everything the trainer needs, built on the driver."""
+
+    config: FinetuneConfig
+    plan: dict[str, Any]
+    datasets: dict[str, Any]
+    model_dir: str
+    dataset_info: dict[str, Any]
+    data_stats: dict[str, Any]
+    output_dir: Path
+    mlflow: dict[str, str] | None = field(default=None)
+
+
+def resolve_base_model(base_model: str) -> str:
+    """``base_model`` as a local directory or hub id; empty = the bootstrapped tiny base."""
+    from llmops_ray.models.base import check_model_source
+
+    if not base_model:
+        default = models_root() / "tiny-base"
+        if not (default / "config.json").is_file():
+            raise UserError(f"no base_model given and {default} does not exist: run `llmops model bootstrap` first")
+        return str(default)
+    return check_model_source(base_model)
+
+
+def check_config(config: FinetuneConfig) -> None:
+    """Checks that need no data: combinations the schema cannot express."""
+    from llmops_ray.train.deepspeed_config import build_deepspeed_config
+
+    build_deepspeed_config(config.deepspeed, config.optim, config.workers.use_gpu, bf16_supported=False)
+    if config.method == "lora" and not config.lora.target_modules:
+        raise UserError("lora.target_modules is empty")
+
+
+def prepare(config: FinetuneConfig, cpus_per_worker: float | None = None) -> Prepared:
+    """Validate everything, start/join Ray, tokenize with Ray Data, and build the plan."""
+    from llmops_ray.cluster import init_ray
+    from llmops_ray.models.base import file_hash, load_tokenizer
+    from llmops_ray.train.data import build_sft_datasets, validate_dataset
+    from llmops_ray.train.runner import make_plan, start_mlflow_run
+
+    check_config(config)
+    model_dir = resolve_base_model(config.base_model)
+    dataset_info = validate_dataset(config.data.path, config.data.format)
+    dataset_info["sha256"] = file_hash(dataset_info["files"])
+    dataset_info["path"] = str(Path(config.data.path).expanduser().resolve())
+    tokenizer = load_tokenizer(model_dir)
+    if not getattr(tokenizer, "chat_template", None):
+        raise UserError(f"the tokenizer of {model_dir} has no chat template")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if config.method == "lora":
+        _check_lora_targets(model_dir, config.lora.target_modules)
+
+    init_ray()
+    train_ds, val_ds, stats = build_sft_datasets(
+        dataset_info["files"], model_dir, config.data, config.workers.num_workers, config.optim.seed
+    )
+    workers = config.workers
+    if cpus_per_worker is not None:
+        workers = workers.model_copy(update={"cpus_per_worker": cpus_per_worker})
+    mlflow = start_mlflow_run(config.mlflow_experiment, config.run_name, config.model_dump(mode="json"))
+    plan = make_plan(
+        run_name=config.run_name,
+        label=config.run_name,
+        model_dir=model_dir,
+        method=config.method,
+        lora=config.lora.model_dump(mode="json") if config.method == "lora" else None,
+        optim=config.optim,
+        deepspeed=config.deepspeed,
+        workers=workers,
+        checkpoint=config.checkpoint,
+        n_train=stats["train_rows"],
+        has_val=val_ds is not None,
+        pad_id=pad_id,
+        log_every=config.log_every,
+        mlflow=mlflow,
+    )
+    datasets = {"train": train_ds}
+    if val_ds is not None:
+        datasets["validation"] = val_ds
+    output_dir = Path(config.output_dir).expanduser().resolve() if config.output_dir else models_root() / config.run_name
+    return Prepared(config, plan, datasets, model_dir, dataset_info, stats, output_dir, mlflow)
+
+
+def _check_lora_targets(model_dir: str, targets: list[str]) -> None:
+    """Fail early when no module of the base model matches the LoRA targets (local dirs only)."""
+    if targets == ["all-linear"] or not (Path(model_dir) / "config.json").is_file():
+        return
+    import json
+
+    arch = json.loads((Path(model_dir) / "config.json").read_text()).get("model_type", "")
+    known = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"}
+    if arch in {"llama", "qwen2", "qwen3", "mistral"} and not set(targets) & known:
+        raise UserError(f"lora.target_modules {targets} match no module of a {arch} model ({sorted(known)})")
+
+
+def finetune(
+    config: FinetuneConfig,
+    *,
+    run_config=None,
+    callbacks: list | None = None,
+    cpus_per_worker: float | None = None,
+) -> dict[str, Any]:
+    """Run SFT and write the output directory; returns ``output_dir``, ``metrics``
+    (``train_loss``, ``eval_loss``, ...), ``run_name``, ``checkpoint_path``, ``mlflow_run_id``.
+
+    Rerunning with the same ``run_name`` resumes from the run's latest checkpoint. Inside a
+    Ray Tune function trainable pass ``callbacks=[TuneReportCallback()]`` and a per-worker
+    ``cpus_per_worker`` share (each trial then runs its own TorchTrainer).
+    """
+    from llmops_ray.train.runner import finish_mlflow_run, run_plan
+
+    prepared = prepare(config, cpus_per_worker=cpus_per_worker)
+    try:
+        result, state = run_plan(
+            prepared.plan, prepared.datasets, run_config=run_config, callbacks=callbacks, cpus_per_worker=cpus_per_worker
+        )
+    except BaseException:
+        finish_mlflow_run(prepared.mlflow, {}, [], failed=True)
+        raise
+    out = write_outputs(prepared, result, state)
+    finish_mlflow_run(prepared.mlflow, out["metrics"], [Path(out["output_dir"]) / "loss_curve.png", Path(out["output_dir"]) / "lineage.json"])
+    return out
+
+
+def write_outputs(prepared: Prepared, result, state: dict[str, Any]) -> dict[str, Any]:
+    """Assemble the output directory from the final checkpoint's export (atomically)."""
+    from llmops_ray.models.base import load_tokenizer, write_lineage
+    from llmops_ray.train.loop import checkpoint_export_dir
+    from llmops_ray.train.runner import git_commit, plot_loss_curve, publish_dir, ray_job_id, staging_dir
+
+    config = prepared.config
+    final = state.get("final", {})
+    history = state.get("history", [])
+    first = history[0]["train_loss"] if history else None
+    metrics = {
+        "train_loss": final.get("train_loss"),
+        "eval_loss": final.get("val_loss"),
+        "first_train_loss": first,
+        "steps": final.get("step", state.get("global_step")),
+        "tokens": state.get("tokens"),
+        "restarts": state.get("restarts", 0),
+    }
+    tmp = staging_dir(prepared.output_dir)
+    try:
+        export = checkpoint_export_dir(result.checkpoint)
+        for item in export.iterdir():
+            target = tmp / item.name
+            shutil.copytree(item, target) if item.is_dir() else shutil.copy2(item, target)
+        tokenizer = load_tokenizer(prepared.model_dir)
+        tokenizer.save_pretrained(tmp)
+        if tokenizer.chat_template:
+            (tmp / "chat_template.jinja").write_text(tokenizer.chat_template, encoding="utf-8")
+        gen_cfg = Path(prepared.model_dir) / "generation_config.json"
+        if gen_cfg.is_file() and config.method == "full":
+            shutil.copy2(gen_cfg, tmp / "generation_config.json")
+        (tmp / "finetune_config.yaml").write_text(dump_config(config), encoding="utf-8")
+        plot_loss_curve(history, tmp / "loss_curve.png", f"{config.run_name} ({config.method})")
+        write_lineage(
+            tmp,
+            {
+                "kind": "lora-adapter" if config.method == "lora" else "full-model",
+                "run_name": config.run_name,
+                "base_model": prepared.model_dir,
+                "dataset": {
+                    "path": prepared.dataset_info["path"],
+                    "files": prepared.dataset_info["files"],
+                    "sha256": prepared.dataset_info["sha256"],
+                    "records": prepared.dataset_info["records"],
+                    **prepared.data_stats,
+                },
+                "hyperparameters": config.model_dump(mode="json"),
+                "metrics": metrics,
+                "git_commit": git_commit(),
+                "ray_job_id": ray_job_id(),
+                "checkpoint_path": result.checkpoint.path,
+                "mlflow_run_id": (prepared.mlflow or {}).get("run_id"),
+            },
+        )
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    publish_dir(tmp, prepared.output_dir)
+    return {
+        "output_dir": str(prepared.output_dir),
+        "run_name": config.run_name,
+        "method": config.method,
+        "metrics": metrics,
+        "checkpoint_path": result.checkpoint.path,
+        "mlflow_run_id": (prepared.mlflow or {}).get("run_id"),
+        "history": history,
+    }

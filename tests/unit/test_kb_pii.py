@@ -1,0 +1,75 @@
+"""PII detection and masking: true cases, and validated numbers that must NOT be masked."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmops_ray.safety.pii import cn_id_valid, find_pii, iban_valid, luhn_valid, mask_pii
+
+
+@pytest.mark.parametrize(
+    "text,kind,value",
+    [
+        ("write to jane.doe+news@example.co.uk today", "EMAIL", "jane.doe+news@example.co.uk"),
+        ("call +1 415 555 0132 now", "PHONE", "+1 415 555 0132"),
+        ("office (555) 123-4567", "PHONE", "(555) 123-4567"),
+        ("London +44 20 7946 0958.", "PHONE", "+44 20 7946 0958"),
+        ("手机13812345678联系", "PHONE", "13812345678"),
+        ("手机 +86 138-1234-5678", "PHONE", "+86 138-1234-5678"),
+        ("card 4111 1111 1111 1111 ok", "CARD", "4111 1111 1111 1111"),
+        ("card 5500-0000-0000-0004", "CARD", "5500-0000-0000-0004"),
+        ("身份证号11010519491231002X。", "CN_ID", "11010519491231002X"),
+        ("server 203.0.113.42 down", "IP", "203.0.113.42"),
+        ("v6 2001:db8::8a2e:370:7334 up", "IP", "2001:db8::8a2e:370:7334"),
+        ("pay GB82 WEST 1234 5698 7654 32 now", "IBAN", "GB82 WEST 1234 5698 7654 32"),
+        ("iban DE89370400440532013000", "IBAN", "DE89370400440532013000"),
+    ],
+)
+def test_finds_each_type(text, kind, value):
+    matches = find_pii(text)
+    assert [(m.type, m.value) for m in matches] == [(kind, value)]
+    m = matches[0]
+    assert text[m.start : m.end] == value
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "card 4111 1111 1111 1112 fails Luhn",  # one digit off: not a card
+        "ID 110105194912310021 has a wrong check digit",  # checksum fails: not an ID
+        "iban GB82 WEST 1234 5698 7654 33 bad checksum",
+        "order 2024-05-01 at 12:30:45, version 1.2.3, pi 3.14159",
+        "temperature 20.5 and 0.2 degrees; model T3; 264 x 264 pixels",
+        "invoice 123456 and ticket 98765",
+        "not an ip 999.1.1.1",
+    ],
+)
+def test_no_false_positives(text):
+    assert find_pii(text) == []
+    assert mask_pii(text) == (text, {})
+
+
+def test_validators():
+    assert luhn_valid("4111111111111111") and not luhn_valid("4111111111111112")
+    assert cn_id_valid("11010519491231002X") and not cn_id_valid("110105194912310021")
+    assert not cn_id_valid("110105194913310028")  # month 13
+    assert iban_valid("GB82WEST12345698765432") and not iban_valid("GB82WEST12345698765433")
+
+
+def test_mask_counts_and_placeholders():
+    text = (
+        "Maria (maria@example.com, +1 415 555 0132) paid with 4111 1111 1111 1111; "
+        "王先生 13812345678 身份证 11010519491231002X 路由器 203.0.113.42。"
+    )
+    masked, counts = mask_pii(text)
+    assert counts == {"EMAIL": 1, "PHONE": 2, "CARD": 1, "CN_ID": 1, "IP": 1}
+    for raw in ("maria@example.com", "555 0132", "4111", "13812345678", "11010519491231002X", "203.0.113.42"):
+        assert raw not in masked
+    assert "[EMAIL]" in masked and "[CN_ID]" in masked and "王先生 [PHONE]" in masked
+    assert find_pii(masked) == []
+
+
+def test_overlap_prefers_higher_priority():
+    # A card number is not also reported as a phone number.
+    matches = find_pii("4111-1111-1111-1111")
+    assert [m.type for m in matches] == ["CARD"]
