@@ -27,15 +27,15 @@ def free_port() -> int:
 
 
 def build_bench_model(out: Path) -> Path:
-    """Random-init Llama, hidden 512 / 8 layers / head_dim 64, vocab 4096: about 40M parameters."""
+    """Random-init Llama, hidden 512 / 9 layers / head_dim 64, vocab 4096: about 40M parameters."""
     from llmops_ray.models.base import TinyModelConfig, build_random_model_dir
 
     if (out / "config.json").exists():
         return out
     texts = [p.read_text(encoding="utf-8") for p in sorted((REPO / "llmops_ray").rglob("*.py"))]
     config = TinyModelConfig(
-        vocab_size=4096, hidden_size=512, num_hidden_layers=8, num_attention_heads=8,
-        num_key_value_heads=8, intermediate_size=1536, max_position_embeddings=512,
+        vocab_size=4096, hidden_size=512, num_hidden_layers=9, num_attention_heads=8,
+        num_key_value_heads=8, intermediate_size=2048, max_position_embeddings=512,
     )
     return build_random_model_dir(texts, out, config)
 

@@ -26,6 +26,7 @@ COMMAND_MODULES: list[str] = [
     "llmops_ray.kb.commands",
     "llmops_ray.registry.cli",
     "llmops_ray.evaluate.cli",
+    "llmops_ray.tune.cli",
     "llmops_ray.serve.commands",
     "llmops_ray.observe.commands",
     "llmops_ray.serve.keys_commands",

@@ -7,6 +7,7 @@ filesystem on a real cluster) or URIs, never process-local state.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 # Set before Ray, torch or transformers are imported anywhere in the process: the
@@ -24,9 +25,12 @@ def apply_process_env() -> None:
     """Apply :data:`PROCESS_ENV` defaults without overriding what the user set."""
     for key, value in PROCESS_ENV.items():
         os.environ.setdefault(key, value)
-    # Ray 2.60 enables token auth by default; CLI clients (`ray job submit`, `serve deploy`)
-    # need to be told to use the token that the head wrote to ~/.ray/auth_token.
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    # Ray 2.60 token auth: CLI clients (`ray job submit`, `serve deploy`) need
+    # RAY_AUTH_MODE=token to use the token the head wrote to ~/.ray/auth_token. Ray reads the
+    # variable once, at import: changing it after `import ray` makes this process disagree
+    # with the cluster it starts (InvalidAuthToken), so only set it before Ray is imported.
+    if "ray" not in sys.modules:
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
 def runtime_env() -> dict[str, Any]:

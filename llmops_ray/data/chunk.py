@@ -25,8 +25,10 @@ _HEADING_START = re.compile(r"^#{1,6}\s")
 _SPLITTERS = [
     re.compile(r"(\n\s*\n)"),
     re.compile(r"(\n)"),
-    re.compile(r"((?<=[.!?])\s+|(?<=[。！？；]))"),
-    re.compile(r"((?<=[,;:])\s+|(?<=[，、：]))"),
+    # NFKC turns Chinese ！？；，： into ASCII, so also split after ASCII marks that follow a
+    # CJK character without a space.
+    re.compile(r"((?<=[.!?])\s+|(?<=[。！？；])|(?<=[\u3400-\u9fff][!?;])(?!\s))"),
+    re.compile(r"((?<=[,;:])\s+|(?<=[，、：])|(?<=[\u3400-\u9fff][,:])(?!\s))"),
 ]
 _WORD = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]\s*|[^\s\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+\s*|\s+")
 

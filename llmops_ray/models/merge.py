@@ -41,7 +41,12 @@ def merge_adapter(adapter: str, out: str, base_model: str | None = None) -> dict
 
     model = PeftModel.from_pretrained(load_causal_lm(base), str(adapter_dir))
     merged = model.merge_and_unload()
-    tokenizer = load_tokenizer(str(adapter_dir) if (adapter_dir / "tokenizer_config.json").is_file() else base)
+    if (adapter_dir / "tokenizer_config.json").is_file():  # fine-tuning outputs carry their tokenizer
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
+    else:
+        tokenizer = load_tokenizer(base)
     tmp = staging_dir(out_dir)
     try:
         merged.save_pretrained(tmp, safe_serialization=True)

@@ -18,8 +18,12 @@ class InputRailsConfig(StrictModel):
 
     injection: bool = True
     """Run prompt-injection / jailbreak detection on every non-system message."""
-    injection_threshold: float = Field(0.5, ge=0.0, le=1.0)
-    """Score (max of pattern weight and classifier probability) at or above which a message is a hit."""
+    injection_threshold: float = Field(0.6, ge=0.0, le=1.0)
+    """Score (max of pattern weight and classifier probability) at or above which a message is a hit.
+
+    0.6 rather than 0.5: on out-of-domain benign text (technical docs) the classifier's
+    false positives drop from ~12% to ~4% for a 0-3 point loss of recall on the held-out set;
+    patterns weigh 0.8-0.95 and are not affected."""
     injection_action: Literal["block", "flag"] = "block"
     """``block``: 400 ``content_blocked``; ``flag``: let it through and record the decision."""
     injection_classifier: bool = True
@@ -37,7 +41,7 @@ class ContextRailsConfig(StrictModel):
 
     enabled: bool = True
     """Scan every retrieved chunk for injected instructions."""
-    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    threshold: float = Field(0.6, ge=0.0, le=1.0)
     """Injection score at or above which a sentence of a chunk counts as an instruction."""
     action: Literal["neutralize", "drop", "flag"] = "neutralize"
     """``neutralize``: replace the offending sentences with a marker; ``drop``: remove the chunk; ``flag``: keep as is."""

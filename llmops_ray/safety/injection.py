@@ -18,7 +18,8 @@
 
 The score of a text is ``max(pattern weight, classifier probability)`` over its segments
 (long texts are cut into sentence windows so that one injected sentence is not diluted by
-pages of benign text); a score at or above the threshold is a hit.
+pages of benign text); a score at or above the threshold (``RailsConfig.input.injection_threshold``,
+default :data:`DEFAULT_THRESHOLD`) is a hit.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ from llmops_ray.safety.normalize import deobfuscate, normalize
 
 DATASET_PATH = Path(__file__).resolve().parent.parent / "resources" / "safety" / "injection_dataset.jsonl"
 # Bump when the featuriser or the training recipe changes: it invalidates cached weights.
-FEATURE_VERSION = "char1-4.sublinear.l2.lr-c10.v1"
+FEATURE_VERSION = "char1-4.sublinear.l2.lr-c10.v2"
 NGRAM_RANGE = (1, 4)
+DEFAULT_THRESHOLD = 0.6
 SEGMENT_CHARS = 240
 
 # --------------------------------------------------------------------------- patterns
@@ -305,7 +307,10 @@ def segments(normalized: str, size: int = SEGMENT_CHARS) -> list[str]:
         else:
             current = f"{current} {sentence}" if current else sentence
     if current:
-        out.append(current)
+        if out and len(current) < size // 3 and len(out[-1]) + len(current) < size + size // 3:
+            out[-1] = f"{out[-1]} {current}"  # a short tail alone is too little text to classify
+        else:
+            out.append(current)
     return out
 
 

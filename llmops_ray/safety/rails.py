@@ -87,6 +87,7 @@ class Rails:
         cfg = self.config.input
         if not self.config.enabled:
             return InputResult(messages)
+        messages = [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
         texts = [t for m in messages if m.get("role") not in _TRUSTED_ROLES for t in _texts(m.get("content"))]
         decisions, blocked = self._screen(texts)
         if blocked is not None:

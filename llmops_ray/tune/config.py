@@ -85,7 +85,7 @@ class TuneSearchConfig(StrictModel):
     mode: Literal["min", "max"] = "min"
     """Whether the metric is minimised or maximised."""
     max_t: int = Field(8, ge=1)
-    """ASHA: most reports (training iterations = checkpoints) a trial can run."""
+    """Reports (training iterations = checkpoints, final one included) a full trial makes; ASHA's top rung."""
     grace_period: int = Field(1, ge=1)
     """ASHA: reports every trial gets before it may be stopped."""
     reduction_factor: float = Field(2.0, gt=1)

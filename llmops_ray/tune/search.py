@@ -87,6 +87,8 @@ def build_tuner(config: TuneSearchConfig, base: dict[str, Any] | None = None):
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import BasicVariantGenerator
 
+    from llmops_ray.tune.cleanup import OrphanPlacementGroupSweeper
+
     base = base if base is not None else base_finetune_dict(config)
     trainable = tune.with_resources(
         tune.with_parameters(_trial, base=base, search=config.name, cpus_per_worker=config.cpus_per_worker),
@@ -97,7 +99,9 @@ def build_tuner(config: TuneSearchConfig, base: dict[str, Any] | None = None):
     if config.resume and tune.Tuner.can_restore(str(path)):
         return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True), True
     if config.scheduler == "asha":
-        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=config.max_t,
+        # max_t + 1: ASHA stops a trial that reaches max_t at once, which would kill a full
+        # trial right after its last report, before it writes its output directory.
+        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=config.max_t + 1,
                                   grace_period=config.grace_period, reduction_factor=config.reduction_factor)
     else:
         scheduler = FIFOScheduler()
@@ -120,7 +124,7 @@ def build_tuner(config: TuneSearchConfig, base: dict[str, Any] | None = None):
             max_concurrent_trials=config.max_concurrent_trials,
         ),
         run_config=tune.RunConfig(name=config.name, storage_path=str(storage),
-                                  stop={"training_iteration": config.max_t}),
+                                  callbacks=[OrphanPlacementGroupSweeper()]),
     )
     return tuner, False
 

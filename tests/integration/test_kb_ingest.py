@@ -130,8 +130,12 @@ def test_failed_ingest_leaves_previous_version(corpus, first):
     table = open_table(KB)
     before_version, before_rows = table.version, table.count_rows()
     (corpus / "en" / "new_page.md").write_text("# New page\n\nThe Lumen T4 prototype has a colour display and an air quality sensor for living rooms.\n", encoding="utf-8")
-    with pytest.raises(Exception):
-        ingest([str(corpus)], KB, config=IngestConfig(embedder=str(corpus / "no-such-model")))
+    # A misconfigured embedder fails inside the Ray Data chunk/embed stages, after reading.
+    lines: list[str] = []
+    with pytest.raises(Exception) as excinfo:
+        ingest([str(corpus)], KB, config=IngestConfig(embedder=str(corpus / "no-such-model")), progress=lines.append)
+    assert "no-such-model" in str(excinfo.value)
+    assert any("1 documents to embed" in line for line in lines)
     table = open_table(KB)
     assert table.version == before_version and table.count_rows() == before_rows
     assert search(KB, "what does error E12 mean", k=1)[0]["source"].endswith("troubleshooting.md")

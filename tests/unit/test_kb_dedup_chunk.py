@@ -111,3 +111,12 @@ def test_no_oversized_chunk_even_without_boundaries(count):
 def test_whitespace_counter_fallback():
     chunks = chunk_text("one two three. four five six. seven eight nine.", 4, 1, whitespace_counter)
     assert all(whitespace_counter([c])[0] <= 4 for c in chunks) and len(chunks) >= 3
+
+
+def test_chinese_after_nfkc_still_splits_on_sentences(count):
+    from llmops_ray.data.clean import clean_text
+
+    text = clean_text("温控器会记录每一次调节！它可以节省能源，而且运行非常安静；用户很满意吗？是的。" * 8)
+    assert "！" not in text  # NFKC made it ASCII
+    chunks = chunk_text(text, 30, 5, count)
+    assert len(chunks) > 3 and all(c[-1] in "!?;。" for c in chunks)

@@ -1,0 +1,66 @@
+"""A 4-trial ASHA search on the tiny model (Ray Train inside Ray Tune), its MLflow runs, the best
+trial registered as a stack version with the search as lineage, and an idempotent resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+def _sft_file(path, n: int = 40):
+    facts = [("What does Ray Train do?", "Ray Train runs distributed training."),
+             ("Where are vectors stored?", "Vectors are stored in LanceDB."),
+             ("What serves models?", "Ray Serve serves the models."),
+             ("What tracks experiments?", "MLflow tracks the experiments.")]
+    with path.open("w", encoding="utf-8") as f:
+        for i in range(n):
+            q, a = facts[i % len(facts)]
+            f.write(json.dumps({"messages": [{"role": "user", "content": q},
+                                             {"role": "assistant", "content": a}]}) + "\n")
+    return path
+
+
+@pytest.mark.slow
+def test_asha_search_registers_best_trial_and_resumes(ray_session, tiny_model_dir, tmp_path):
+    import mlflow
+
+    from llmops_ray.registry import resolve_stack
+    from llmops_ray.registry.store import mlflow_client
+    from llmops_ray.tune.search import load_search_config, run_search
+
+    data = _sft_file(tmp_path / "sft.jsonl")
+    overrides = [
+        f"data={data}", f"base_model={tiny_model_dir}", "name=it-asha", "num_samples=4", "max_t=3",
+        "overrides=[optim.max_steps=6,optim.micro_batch_size=4,checkpoint.every_steps=2,log_every=2,"
+        "data.max_seq_len=64]",
+        "registration={stack: it-tuned, alias: staging}",
+    ]
+    config = load_search_config("tune_asha_tiny_cpu", overrides)
+    out = run_search(config)
+
+    assert len(out["trials"]) == 4 and not out["resumed"]
+    assert all(t["error"] is None for t in out["trials"])
+    best = out["best"]
+    assert best["completed"] and best["last"] is not None and best["iterations"] == 3
+    # ASHA (grace 1, reduction 2) spends fewer iterations than 4 full trials would.
+    assert out["total_iterations"] <= 4 * 3
+    assert min(t["last"] for t in out["trials"] if t["completed"]) == best["last"]
+
+    stack = resolve_stack("it-tuned@staging")
+    assert stack.adapter == best["output_dir"]
+    search = stack.lineage["search"]
+    assert search["best_trial_id"] == best["trial_id"] and search["trials"] == 4
+    assert stack.lineage["training"]["run_name"].startswith("it-asha-")
+
+    # Every trial is an MLflow run of the search's experiment (plus the summary run).
+    mlflow_client()
+    experiment = mlflow.get_experiment_by_name("tune/it-asha")
+    runs = mlflow.search_runs([experiment.experiment_id], output_format="list")
+    assert len(runs) >= 5
+    assert any(r.data.tags.get("llmops.search") == "true" for r in runs)
+
+    # Same name again: Tuner.restore finds a finished experiment and trains nothing new.
+    again = run_search(load_search_config("tune_asha_tiny_cpu", overrides[:-1] + ["registration={}"]))
+    assert again["resumed"] and again["best"]["trial_id"] == best["trial_id"]
+    assert again["total_iterations"] == out["total_iterations"]
