@@ -127,7 +127,8 @@ def main() -> None:
     # (a) Ray Data pipeline
     with PeakRss() as mem_a:
         t0 = time.perf_counter()
-        summary = ingest([str(corpus)], "bench", mode="rebuild", config=config)
+        summary = ingest([str(corpus)], "bench", mode="rebuild", config=config,
+                         progress=lambda m: print(f"  {time.perf_counter() - t0:7.1f}s {m}", flush=True))
         t_a = time.perf_counter() - t0
     chunks = summary["chunks_written"]
     rate_a = chunks / t_a

@@ -81,6 +81,7 @@ def main() -> int:
     from llmops_ray.config import load_config
     from llmops_ray.models.base import TinyModelConfig, build_random_model_dir
     from llmops_ray.tune.config import TuneSearchConfig
+    from llmops_ray.tune.cleanup import sweep_after_search
     from llmops_ray.tune.search import _mlflow_experiment, base_finetune_dict, build_tuner
 
     texts = [p.read_text(encoding="utf-8") for p in sorted((REPO / "llmops_ray").rglob("*.py"))]
@@ -104,6 +105,7 @@ def main() -> int:
         tuner, _ = build_tuner(config, base)
         started = time.time()
         results = tuner.fit()
+        sweep_after_search()
         runs[scheduler] = {"results": results, "wall_s": time.time() - started}
 
     fifo_best = best_loss(runs["fifo"]["results"])

@@ -42,7 +42,28 @@ def whitespace_counter(texts: Sequence[str]) -> list[int]:
 
 @functools.lru_cache(maxsize=4)
 def tokenizer_counter(model_path: str) -> Counter:
-    """Token counter of a sentence-transformers / Hugging Face model's tokenizer (cached per process)."""
+    """Token counter of a sentence-transformers / Hugging Face model's tokenizer (cached per process).
+
+    Uses the Rust ``tokenizers`` library directly when the model ships ``tokenizer.json``:
+    it loads in milliseconds and keeps the chunking tasks small (no ``transformers`` import).
+    """
+    from pathlib import Path
+
+    tokenizer_file = Path(model_path) / "tokenizer.json"
+    if tokenizer_file.is_file():
+        from tokenizers import Tokenizer
+
+        fast = Tokenizer.from_file(str(tokenizer_file))
+        fast.no_truncation()
+        fast.no_padding()
+
+        def count_fast(texts: Sequence[str]) -> list[int]:
+            if not texts:
+                return []
+            return [len(e.ids) for e in fast.encode_batch(list(texts), add_special_tokens=False)]
+
+        return count_fast
+
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)

@@ -40,7 +40,11 @@ def materialize_model(base_model: str, adapter: str | None, tag: str) -> str:
 
     model = PeftModel.from_pretrained(load_causal_lm(base_model), adapter).merge_and_unload()
     tokenizer_src = adapter if (Path(adapter) / "tokenizer_config.json").is_file() else base_model
-    tokenizer = load_tokenizer(tokenizer_src)
+    # An adapter directory has tokenizer files but no config.json (which load_tokenizer's
+    # model-directory check requires): load its tokenizer directly.
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_src) if tokenizer_src == adapter else load_tokenizer(tokenizer_src)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)

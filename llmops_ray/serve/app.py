@@ -59,6 +59,7 @@ def build_app(config: ServeAppConfig):
     from ray.llm._internal.serve.core.server.builder import build_llm_deployment
 
     from llmops_ray.serve.gateway import ENDPOINTS, Gateway, build_fastapi_app
+    from llmops_ray.serve.hooks import hook_deployments
     from llmops_ray.serve.llm import build_llm_config
     from llmops_ray.serve.server import GatewayLLMServer
 
@@ -78,6 +79,10 @@ def build_app(config: ServeAppConfig):
 
     ingress_cls = make_fastapi_ingress(Gateway, endpoint_map=ENDPOINTS, app=build_fastapi_app())
     gw = config.gateway
+    settings = gateway_settings(config)
+    # Deployments the hooks need (the RAG retriever): bound here, Serve deploys them with
+    # the app; the gateway ignores this key, hooks find them by name.
+    settings["hook_deployments"] = hook_deployments(settings["hooks"])
     return serve.deployment(
         ingress_cls,
         name="Gateway",
@@ -88,7 +93,7 @@ def build_app(config: ServeAppConfig):
         llm_deployments=deployments,
         model_cards=cards,
         lora_paths=lora_paths,
-        settings=gateway_settings(config),
+        settings=settings,
     )
 
 

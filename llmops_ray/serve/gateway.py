@@ -54,6 +54,7 @@ ENDPOINTS = {
     "chat": lambda app: app.post("/v1/chat/completions"),
     "completions": lambda app: app.post("/v1/completions"),
     "embeddings": lambda app: app.post("/v1/embeddings"),
+    "feedback": lambda app: app.post("/v1/feedback"),
 }
 
 
@@ -431,6 +432,45 @@ class Gateway(OpenAiIngress):
         self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.warning("after_response hook failed: %r", task.exception())
+
+    # ------------------------------------------------------------------ feedback, shutdown
+
+    async def feedback(self, request: Request) -> Response:
+        """``POST /v1/feedback``: ``{"response_id", "rating": "up"|"down", "comment"}`` tied to a
+        logged response (of the caller's tenant when a key hook sets one). Blocking LanceDB
+        work runs off the event loop."""
+        from llmops_ray.observe.request_log import FeedbackError, submit_feedback
+
+        ctx = RequestContext(route="feedback", body={}, headers={})
+        try:
+            ctx = await self._start(request, "feedback")
+            # The request log is written asynchronously: flush this replica's queue first so
+            # that feedback on a response that just finished finds it.
+            for hook in self._hooks:
+                observer = getattr(hook, "observer", None)
+                if observer is not None and hasattr(observer, "flush"):
+                    await asyncio.to_thread(observer.flush, 10.0)
+            key_id = getattr(ctx.principal, "key_id", None)
+            stored = await asyncio.to_thread(submit_feedback, ctx.body, ctx.tenant, key_id)
+        except GatewayError as exc:
+            return error_response(exc, ctx.request_id)
+        except FeedbackError as exc:
+            return JSONResponse(exc.body(), status_code=exc.status, headers={"X-Request-Id": ctx.request_id})
+        except Exception as exc:  # noqa: BLE001
+            logger.exception("feedback request %s failed", ctx.request_id)
+            return error_response(GatewayError(500, f"internal error ({type(exc).__name__})"), ctx.request_id)
+        return JSONResponse(stored, headers={"X-Request-Id": ctx.request_id})
+
+    def __del__(self):
+        """Replica shutdown (Serve calls it): close hooks that hold resources, so the request
+        log flushes what is still queued. Idempotent (Python's GC may call it again)."""
+        for hook in getattr(self, "_hooks", None) or []:
+            close = getattr(hook, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception:  # noqa: BLE001 - shutting down: log and go on
+                    logger.exception("closing hook %r failed", hook)
 
     # ------------------------------------------------------------------ embeddings
 

@@ -20,6 +20,9 @@ calls them in the order the config lists the hooks (``gateway.hooks`` in a serve
 ``extra_models``      model names the hook serves itself (stacks), listed in ``/v1/models``
 ====================  ==========================================================================
 
+A hook class may also define a classmethod ``deployments(kwargs) -> {name: bound app}``:
+the app builder deploys those with the gateway (the RAG retriever of the stack hook).
+
 Hooks share per-request state through :class:`RequestContext` (``principal``, ``tenant``,
 ``variant``, ``extra``, ``response_headers``) and are built once per gateway replica from
 ``HookSpec(path, kwargs)``.
@@ -158,9 +161,8 @@ def overrides(hook: Any, method: str) -> bool:
     return impl is not None and impl is not getattr(GatewayHook, method, None)
 
 
-def load_hook(path: str, kwargs: Mapping[str, Any] | None = None) -> Any:
-    """Import ``pkg.mod:Name`` (or ``pkg.mod.Name``, or ``/path/file.py:Name``) and call it
-    with ``kwargs``. A file path must be readable on every node (workspace or repo)."""
+def hook_class(path: str) -> Any:
+    """Import ``pkg.mod:Name`` (or ``pkg.mod.Name``, or ``/path/file.py:Name``) and return it."""
     module_name, _, attr = path.rpartition(":") if ":" in path else path.rpartition(".")
     if not module_name or not attr:
         raise ValueError(f"hook path {path!r} is not of the form package.module:Name")
@@ -172,4 +174,24 @@ def load_hook(path: str, kwargs: Mapping[str, Any] | None = None) -> Any:
         spec.loader.exec_module(module)
     else:
         module = importlib.import_module(module_name)
-    return getattr(module, attr)(**dict(kwargs or {}))
+    return getattr(module, attr)
+
+
+def load_hook(path: str, kwargs: Mapping[str, Any] | None = None) -> Any:
+    """Import ``pkg.mod:Name`` (or ``pkg.mod.Name``, or ``/path/file.py:Name``) and call it
+    with ``kwargs``. A file path must be readable on every node (workspace or repo)."""
+    return hook_class(path)(**dict(kwargs or {}))
+
+
+def hook_deployments(hooks: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Serve deployments that hooks need in the gateway's application (e.g. the RAG
+    retriever): each hook class may define ``deployments(kwargs) -> {name: bound app}``.
+    Bound into the gateway's init arguments, they are deployed with the app and reached
+    from the hook by ``serve.get_deployment_handle(name, app_name)``."""
+    out: dict[str, Any] = {}
+    for spec in hooks:
+        cls = hook_class(spec["path"])
+        factory = getattr(cls, "deployments", None)
+        if callable(factory):
+            out.update(factory(dict(spec.get("kwargs") or {})))
+    return out

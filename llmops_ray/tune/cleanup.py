@@ -76,3 +76,18 @@ class OrphanPlacementGroupSweeper(Callback):
     def on_step_end(self, iteration, trials, **info):
         if time.monotonic() - self._last >= self.every_s:
             self._sweep()
+
+
+def sweep_after_search(wait_s: float = 10.0) -> int:
+    """After ``Tuner.fit``: the last stopped trial's controller may still be dying; sweep for a while."""
+    removed, quiet_since = 0, time.monotonic()
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        n = remove_orphaned_placement_groups()
+        removed += n
+        if n:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= 3.0:
+            break
+        time.sleep(0.5)
+    return removed

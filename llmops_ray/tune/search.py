@@ -232,6 +232,9 @@ def run_search(config: TuneSearchConfig) -> dict[str, Any]:
     started = time.time()
     tuner, resumed = build_tuner(config, base)
     results = tuner.fit()
+    from llmops_ray.tune.cleanup import sweep_after_search
+
+    sweep_after_search()
     summary = summarize(config, results)
     run_id = _log_summary(config, summary)
     out: dict[str, Any] = {"search": config.name, "resumed": resumed, **summary,

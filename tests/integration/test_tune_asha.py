@@ -22,6 +22,7 @@ def _sft_file(path, n: int = 40):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_asha_search_registers_best_trial_and_resumes(ray_session, tiny_model_dir, tmp_path):
     import mlflow
 

@@ -1,0 +1,122 @@
+"""`make demo` / `make down`: run the pipeline job on a local Ray head, or stop everything.
+
+    python jobs/demo.py [up] [key=value ...]   # start a head if none runs, submit jobs/pipeline.py
+    python jobs/demo.py down                   # stop the Serve app and the Ray head
+
+``up`` starts the head with this environment's ``ray`` (``.venv/bin/ray start --head``) so the
+job runs under the project's interpreter, submits ``jobs/pipeline.py`` with ``ray job
+submit --working-dir .`` (the repo without .venv, .llmops and other large folders; the job
+writes into this checkout's ``.llmops`` through an absolute ``LLMOPS_HOME``), streams the job's
+logs and prints the job's final JSON line (endpoint, api_key, model, dashboard) as the very
+last line. The app keeps serving after this script exits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent  # the venv's bin: ray, serve and python of this environment
+DASHBOARD = "http://127.0.0.1:8265"
+# Not uploaded with --working-dir: environments, workspaces, caches, VCS data.
+EXCLUDES = [".venv", ".llmops", ".git", "mlruns", "**/__pycache__", "*.egg-info", ".pytest_cache",
+            "benchmarks/results", "*.log"]
+FORWARDED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "TORCH_EXTENSIONS_DIR",
+                 "MLFLOW_TRACKING_URI")
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["RAY_AUTH_MODE"] = env.get("RAY_AUTH_MODE") or "token"  # Ray 2.60 token auth for CLI clients
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def head_running() -> bool:
+    """Whether a Ray head answers on this machine (``ray status``)."""
+    res = subprocess.run([str(BIN / "ray"), "status", "--address", "127.0.0.1:6379"], env=_env(),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return res.returncode == 0
+
+
+def start_head() -> None:
+    print("[demo] starting a local Ray head (2 CPUs, dashboard on 127.0.0.1:8265)", flush=True)
+    subprocess.run([str(BIN / "ray"), "start", "--head", "--num-cpus=2", "--dashboard-host=127.0.0.1",
+                    "--disable-usage-stats"], env=_env(), check=True)
+
+
+def wait_dashboard(timeout_s: float = 120.0) -> None:
+    """The job API lives in the dashboard, which comes up a few seconds after ``ray start``."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{DASHBOARD}/api/version", timeout=5):
+                return
+        except OSError:
+            time.sleep(1.0)
+    raise SystemExit(f"[demo] the Ray dashboard at {DASHBOARD} did not come up within {timeout_s:.0f} s")
+
+
+def runtime_env_json() -> str:
+    home = Path(os.environ.get("LLMOPS_HOME") or REPO / ".llmops").resolve()
+    env_vars = {"LLMOPS_HOME": str(home)}
+    for key in FORWARDED_ENV:
+        if os.environ.get(key):
+            env_vars[key] = os.environ[key]
+    return json.dumps({"excludes": EXCLUDES, "env_vars": env_vars})
+
+
+def up(overrides: list[str]) -> int:
+    if not head_running():
+        start_head()
+    wait_dashboard()
+    cmd = [str(BIN / "ray"), "job", "submit", "--address", DASHBOARD, "--working-dir", str(REPO),
+           "--runtime-env-json", runtime_env_json(), "--", "python", "jobs/pipeline.py", *overrides]
+    print("[demo] " + " ".join(cmd[:3]) + " ... -- python jobs/pipeline.py " + " ".join(overrides), flush=True)
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            bufsize=1, cwd=REPO)
+    final = None
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        text = line.strip()
+        if text.startswith("{") and '"endpoint"' in text and '"api_key"' in text:
+            try:
+                final = json.loads(text)
+            except json.JSONDecodeError:
+                pass
+    code = proc.wait()
+    if code != 0 or final is None:
+        print(f"[demo] the pipeline job failed (exit {code}); logs above, `ray job list` for the job", file=sys.stderr)
+        return code or 1
+    print(json.dumps(final), flush=True)  # the very last line of `make demo`
+    return 0
+
+
+def down() -> int:
+    """Stop the Serve apps (graceful: replicas flush their logs) and the local Ray head."""
+    env = _env()
+    if head_running():
+        subprocess.run([str(BIN / "serve"), "shutdown", "-y", "--address", DASHBOARD], env=env)
+    subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] == "down":
+        return down()
+    if argv and argv[0] == "up":
+        argv = argv[1:]
+    return up(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
