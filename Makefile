@@ -25,8 +25,10 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(BIN)/python -c "import torch; assert torch.version.cuda is None, 'a CUDA torch got in: ' + torch.__version__"
 	touch $(STAMP)
 
+# Starts a local Ray head if none runs (.venv/bin/ray start --head), submits jobs/pipeline.py with
+# `ray job submit`, streams its logs; the last line is the JSON {endpoint, api_key, model, dashboard}.
 demo: $(STAMP)
-	$(BIN)/python jobs/demo.py
+	$(BIN)/python jobs/demo.py up
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests -m "" -q
@@ -39,9 +41,7 @@ bench: $(STAMP)
 
 # Stop everything `make demo` left running: the Serve app and the local Ray head.
 down:
-	-$(BIN)/serve shutdown -y 2>/dev/null
-	-$(BIN)/ray stop --force 2>/dev/null
-	-pkill -f "vllm" 2>/dev/null; true
+	-$(BIN)/python jobs/demo.py down
 
 lint:
 	$(BIN)/python -m compileall -q llmops_ray jobs benchmarks tests

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -334,8 +335,10 @@ def _write_history(client, name: str, alias: str, history: list[dict[str, Any]])
 def set_alias(name: str, alias: str, version: int, reason: str = "", _event: str = "registry.alias",
               _audit_fields: dict[str, Any] | None = None) -> StackVersion:
     """Point ``alias`` of stack ``name`` at ``version``, keeping the alias history."""
-    if not alias or alias.isdigit() or alias == "latest" or not alias.replace("-", "").replace("_", "").isalnum():
-        raise UserError(f"alias {alias!r} must be a name (letters, digits, '-', '_'), not a number or 'latest'")
+    # MLflow reserves "latest" and "v<N>" (they would shadow version numbers).
+    if (not alias or alias.isdigit() or alias == "latest" or re.fullmatch(r"[vV]\d+", alias)
+            or not alias.replace("-", "").replace("_", "").isalnum()):
+        raise UserError(f"alias {alias!r} must be a name (letters, digits, '-', '_'), not a number, v<N> or 'latest'")
     client = mlflow_client()
     model = _registered_model(client, name)
     target = get_version(name, version)

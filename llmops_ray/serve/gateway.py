@@ -323,6 +323,8 @@ class Gateway(OpenAiIngress):
     def _fail(self, ctx: RequestContext, exc: GatewayError) -> Response:
         ctx.status, ctx.error = exc.status, exc.message
         self._finish(ctx)
+        # Headers hooks set before the failure (e.g. which canary variant failed) go out too.
+        exc.headers = {**ctx.response_headers, **exc.headers}
         return error_response(exc, ctx.request_id)
 
     async def _call_engine(self, ctx: RequestContext, parsed, route: str, request: Request) -> Response:

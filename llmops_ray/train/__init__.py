@@ -14,8 +14,8 @@ from llmops_ray.train.config import FinetuneConfig
 
 
 def finetune(config: FinetuneConfig, **kwargs: Any) -> dict[str, Any]:
-    """See :func:`llmops_ray.train.finetune.finetune`."""
-    from llmops_ray.train.finetune import finetune as _finetune
+    """See :func:`llmops_ray.train.sft.finetune`."""
+    from llmops_ray.train.sft import finetune as _finetune
 
     return _finetune(config, **kwargs)
 

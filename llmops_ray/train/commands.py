@@ -16,7 +16,7 @@ def finetune_command(
     """Supervised fine-tuning (LoRA or full) on Ray Train + DeepSpeed; rerun the same run_name to resume."""
     from llmops_ray.config import load_config
     from llmops_ray.train.config import FinetuneConfig
-    from llmops_ray.train.finetune import finetune
+    from llmops_ray.train.sft import finetune
 
     cfg = load_config(FinetuneConfig, config, list(overrides or []))
     print_result(finetune(cfg))

@@ -265,7 +265,7 @@ def build_trainer(
     callbacks: list | None = None,
     cpus_per_worker: float | None = None,
 ):
-    """The ``TorchTrainer`` for a plan (see :func:`llmops_ray.train.finetune.prepare`).
+    """The ``TorchTrainer`` for a plan (see :func:`llmops_ray.train.sft.prepare`).
 
     ``run_config`` replaces the default RunConfig (name = run name, storage = runs root,
     best-K checkpoints by validation loss, FailureConfig(max_failures)); ``callbacks`` are

@@ -1,7 +1,7 @@
 """Hyperparameter search over fine-tuning: Ray Tune with the fine-tuning trainer as trainable.
 
 Train V2 pattern: each trial is a Tune *function* trainable that builds and fits its own
-``TorchTrainer`` (``llmops_ray.train.finetune`` with ``callbacks=[TuneReportCallback()]``),
+``TorchTrainer`` (``llmops_ray.train.sft`` with ``callbacks=[TuneReportCallback()]``),
 so every checkpoint report of the workers (``val_loss``) becomes one Tune iteration that
 ASHA can act on. Resources on 2 CPUs: the trial actor asks for ``trial_cpus`` (0.01) and
 each worker ``cpus_per_worker`` (0.99), which lets two 1-worker trials run side by side
@@ -50,7 +50,7 @@ def base_finetune_dict(config: TuneSearchConfig) -> dict[str, Any]:
     data = base.model_dump(mode="json")
     if data["data"]["path"]:
         data["data"]["path"] = str(Path(data["data"]["path"]).expanduser().resolve())
-    from llmops_ray.train.finetune import resolve_base_model
+    from llmops_ray.train.sft import resolve_base_model
 
     data["base_model"] = resolve_base_model(data["base_model"])  # "" = the workspace's tiny-base
     data["workers"]["num_workers"] = config.num_workers

@@ -66,25 +66,7 @@ def served(ray_session, tiny_model_dir, tmp_path_factory):
     from llmops_ray.serve.keys import get_store
 
     root = tmp_path_factory.mktemp("stacks")
-    acme = _write(root / "acme", ACME_DOCS)
-    globex = _write(root / "globex", GLOBEX_DOCS)
-    ingest([str(acme)], KB, tenant="acme", config=IngestConfig(embed_num_cpus=1.0))
-    summary = ingest([str(globex)], KB, tenant="globex", config=IngestConfig(embed_num_cpus=1.0))
-    prompt = ensure_default_prompt("qa-stack-test").ref
-    unserved = root / "tiny-unserved"  # a valid model directory that no deployment serves
-    shutil.copytree(tiny_model_dir, unserved)
-
-    def manifest(name, base=tiny_model_dir, slo=GENEROUS_SLO, **extra):
-        return {"name": name, "base_model": str(base), "prompt": prompt, "policy": {"slo": slo}, **extra}
-
-    register_stack(manifest("rag-stack", kb=f"{KB}@{summary['version']}",
-                            generation={"max_tokens": 8, "retrieval_k": 3}), aliases=["production"])
-    register_stack(manifest("ab-stack", generation={"max_tokens": 2}), aliases=["production"])
-    register_stack(manifest("ab-stack", generation={"max_tokens": 3}), aliases=["canary"])
-    register_stack(manifest("flaky-stack", generation={"max_tokens": 2}), aliases=["production"])
-    register_stack(manifest("flaky-stack", base=unserved, slo={**GENEROUS_SLO, "error_rate": 0.2}),
-                   aliases=["canary"])
-
+    body_log = root / "engine-bodies.jsonl"
     store = get_store()
     keys = {
         "acme": store.create("acme")[0],
@@ -92,7 +74,6 @@ def served(ray_session, tiny_model_dir, tmp_path_factory):
         "tiny_only": store.create("acme", models=["tiny"])[0],
         "rpm": store.create("acme", rpm=2)[0],
     }
-    body_log = root / "engine-bodies.jsonl"
     port = _free_port()
     engine = {"max_model_len": 1024, "gpu_memory_utilization": 0.05, "enforce_eager": True, "dtype": "bfloat16"}
     config = build_config(ServeAppConfig, {
@@ -131,7 +112,33 @@ def served(ray_session, tiny_model_dir, tmp_path_factory):
             "engine_kwargs": engine,
         }],
     })
-    info = start_app(config, wait=False)
+    def prepare() -> tuple[Path, Path]:
+        """KB (two tenants, one KB name) and stacks; needed by requests only."""
+        acme = _write(root / "acme", ACME_DOCS)
+        globex = _write(root / "globex", GLOBEX_DOCS)
+        ingest([str(acme)], KB, tenant="acme", config=IngestConfig(embed_num_cpus=1.0))
+        summary = ingest([str(globex)], KB, tenant="globex", config=IngestConfig(embed_num_cpus=1.0))
+        prompt = ensure_default_prompt("qa-stack-test").ref
+        unserved = root / "tiny-unserved"  # a valid model directory that no deployment serves
+        shutil.copytree(tiny_model_dir, unserved)
+
+        def manifest(name, base=tiny_model_dir, slo=GENEROUS_SLO, **extra):
+            return {"name": name, "base_model": str(base), "prompt": prompt, "policy": {"slo": slo}, **extra}
+
+        register_stack(manifest("rag-stack", kb=f"{KB}@{summary['version']}",
+                                generation={"max_tokens": 8, "retrieval_k": 3}), aliases=["production"])
+        register_stack(manifest("ab-stack", generation={"max_tokens": 2}), aliases=["production"])
+        register_stack(manifest("ab-stack", generation={"max_tokens": 3}), aliases=["canary"])
+        register_stack(manifest("flaky-stack", generation={"max_tokens": 2}), aliases=["production"])
+        register_stack(manifest("flaky-stack", base=unserved, slo={**GENEROUS_SLO, "error_rate": 0.2}),
+                       aliases=["canary"])
+        return acme, globex
+
+    # The ingests and registrations overlap vLLM's start-up (about 2 minutes on 2 cores).
+    with ThreadPoolExecutor(1) as pool:
+        prepared = pool.submit(prepare)
+        info = start_app(config, wait=False)
+        acme, globex = prepared.result()
     url = info["endpoint"]
     # Wait for a real completion (keys are on: wait_ready cannot be used as is).
     deadline = time.monotonic() + 600

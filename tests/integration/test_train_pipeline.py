@@ -204,9 +204,14 @@ def test_killed_worker_is_recovered_from_last_checkpoint(boot, sft_file):
         # fit() stays on the main thread (Ray Train installs signal handlers); this thread
         # SIGKILLs one Ray Train worker process once checkpoints exist.
         while not done.is_set() and not killed:
-            # Two checkpoints on disk: the first is surely registered with the controller
-            # (rank 0 passed its report barrier to produce the second).
-            if len(list(storage.glob("checkpoint_*/state.json"))) >= 2:
+            # Kill only once the controller has registered a checkpoint (its snapshot names
+            # the latest one): Ray Train polls workers every 2 s, and a checkpoint uploaded
+            # but not yet registered is not restored.
+            try:
+                snapshot = json.loads((storage / "checkpoint_manager_snapshot.json").read_text())
+            except (OSError, ValueError):
+                snapshot = {}
+            if snapshot.get("latest_checkpoint_result"):
                 workers = [a["Pid"] for a in actors(actor_state_name="ALIVE").values() if a["ActorClassName"] == "RayTrainWorker"]
                 if workers:
                     killed.append(workers[-1])

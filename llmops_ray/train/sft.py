@@ -1,4 +1,4 @@
-"""``llmops finetune``: supervised fine-tuning (LoRA or full) on Ray Train + DeepSpeed.
+"""``llmops finetune`` (module ``sft``, so that ``llmops_ray.train.finetune`` stays the function): supervised fine-tuning (LoRA or full) on Ray Train + DeepSpeed.
 
 :func:`finetune` = :func:`prepare` (all input checks, before any worker starts; Ray Data
 tokenization; the plan) + the TorchTrainer + :func:`write_outputs` (adapter or model dir with
