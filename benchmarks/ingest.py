@@ -109,7 +109,10 @@ def main() -> None:
     corpus.mkdir()
     for i, text in enumerate(synthetic_docs(args.docs)):
         (corpus / f"doc{i:06d}.md").write_text(text, encoding="utf-8")
-    init_ray(num_cpus=args.cpus)
+    # A fresh local instance of exactly --cpus CPUs, even when another `ray start` cluster runs
+    # on this machine (ray.init would otherwise attach to it).
+    os.environ.pop("RAY_ADDRESS", None)
+    init_ray(num_cpus=args.cpus, address="local")
 
     import torch
 

@@ -123,7 +123,7 @@ def main() -> None:
         return name, t
 
     results = [row("plain torch loop (1 process)", baseline_steps(str(model_dir), ids[: args.batch], args.steps, args.threads, 1e-3))]
-    init_ray(num_cpus=max(2, args.threads))
+    init_ray(num_cpus=max(2, args.threads), address="local")  # own instance, even if `ray start` runs here
     rows = ids.tolist()
     results.append(row("Ray Train + DeepSpeed ZeRO-0, 1 worker", ray_steps(str(model_dir), rows, args.steps, 1, args.threads, args.batch, 0, 1e-3)))
     results.append(row("Ray Train + DeepSpeed ZeRO-2, 1 worker", ray_steps(str(model_dir), rows, args.steps, 1, args.threads, args.batch, 2, 1e-3)))

@@ -88,7 +88,7 @@ def main() -> int:
     model = build_random_model_dir(texts, home / "model", TinyModelConfig(vocab_size=1024, num_hidden_layers=2,
                                                                           intermediate_size=512))
     data = _sft_file(home / "sft.jsonl")
-    init_ray(num_cpus=2)
+    init_ray(num_cpus=2, address="local")  # our own 2-CPU instance, never a running head
     steps = args.max_t * args.steps_per_iter
     common = [
         f"data={data}", f"base_model={model}", f"num_samples={args.samples}", f"max_t={args.max_t}",

@@ -32,6 +32,9 @@ FORWARDED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELI
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
+    # This environment's bin first: the head (and the job's `python`) must be the project's
+    # interpreter, not a system one without the packages (`No module named 'ray'`).
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["RAY_AUTH_MODE"] = env.get("RAY_AUTH_MODE") or "token"  # Ray 2.60 token auth for CLI clients
     env.pop("RAY_ADDRESS", None)
     return env
@@ -46,12 +49,23 @@ def head_running() -> bool:
 
 def start_head() -> None:
     print("[demo] starting a local Ray head (2 CPUs, dashboard on 127.0.0.1:8265)", flush=True)
+    # The job agent's HTTP port defaults to 52365 for every Ray instance on the machine; a free
+    # one keeps job submission working beside other local Ray instances (tests, notebooks).
     subprocess.run([str(BIN / "ray"), "start", "--head", "--num-cpus=2", "--dashboard-host=127.0.0.1",
-                    "--disable-usage-stats"], env=_env(), check=True)
+                    f"--dashboard-agent-listen-port={_free_port()}", "--disable-usage-stats"], env=_env(), check=True)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def wait_dashboard(timeout_s: float = 120.0) -> None:
     """The job API lives in the dashboard, which comes up a few seconds after ``ray start``."""
+    import urllib.error
     import urllib.request
 
     deadline = time.monotonic() + timeout_s
@@ -59,6 +73,8 @@ def wait_dashboard(timeout_s: float = 120.0) -> None:
         try:
             with urllib.request.urlopen(f"{DASHBOARD}/api/version", timeout=5):
                 return
+        except urllib.error.HTTPError:
+            return  # it answers (401 without the token is still an answer)
         except OSError:
             time.sleep(1.0)
     raise SystemExit(f"[demo] the Ray dashboard at {DASHBOARD} did not come up within {timeout_s:.0f} s")
@@ -66,7 +82,9 @@ def wait_dashboard(timeout_s: float = 120.0) -> None:
 
 def runtime_env_json() -> str:
     home = Path(os.environ.get("LLMOPS_HOME") or REPO / ".llmops").resolve()
-    env_vars = {"LLMOPS_HOME": str(home)}
+    # RAY_OVERRIDE_JOB_RUNTIME_ENV: the job's driver calls ray.init with the same env vars
+    # (llmops_ray.cluster.runtime_env); without it Ray refuses the overlap instead of merging.
+    env_vars = {"LLMOPS_HOME": str(home), "PATH": _env()["PATH"], "RAY_OVERRIDE_JOB_RUNTIME_ENV": "1"}
     for key in FORWARDED_ENV:
         if os.environ.get(key):
             env_vars[key] = os.environ[key]
@@ -80,25 +98,46 @@ def up(overrides: list[str]) -> int:
     cmd = [str(BIN / "ray"), "job", "submit", "--address", DASHBOARD, "--working-dir", str(REPO),
            "--runtime-env-json", runtime_env_json(), "--", "python", "jobs/pipeline.py", *overrides]
     print("[demo] " + " ".join(cmd[:3]) + " ... -- python jobs/pipeline.py " + " ".join(overrides), flush=True)
+    for attempt in range(30):
+        code, final, no_agent = _submit(cmd)
+        # Right after `ray start` the dashboard answers before its job agent does.
+        if not no_agent:
+            break
+        print("[demo] the job agent is not ready yet; retrying in 5 s", flush=True)
+        time.sleep(5.0)
+    if code != 0 or final is None:
+        print(f"[demo] the pipeline job failed (exit {code}); logs above, `ray job list` for the job", file=sys.stderr)
+        return code or 1
+    print(json.dumps(final), flush=True)  # the very last line of `make demo`
+    return 0
+
+
+def _submit(cmd: list[str]) -> tuple[int, dict | None, bool]:
+    """Run ``ray job submit`` streaming its output; (exit code, final JSON, agent-not-ready)."""
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             bufsize=1, cwd=REPO)
-    final = None
+    final, no_agent = None, False
+    held: list[str] | None = []  # output before the job exists (dropped when the agent is not up yet)
     assert proc.stdout is not None
     for line in proc.stdout:
+        text = line.strip()
+        no_agent = no_agent or "No available agent to submit job" in text
+        if held is not None:
+            held.append(line)
+            if "submitted successfully" not in text:
+                continue
+            line, held = "".join(held), None
         sys.stdout.write(line)
         sys.stdout.flush()
-        text = line.strip()
         if text.startswith("{") and '"endpoint"' in text and '"api_key"' in text:
             try:
                 final = json.loads(text)
             except json.JSONDecodeError:
                 pass
     code = proc.wait()
-    if code != 0 or final is None:
-        print(f"[demo] the pipeline job failed (exit {code}); logs above, `ray job list` for the job", file=sys.stderr)
-        return code or 1
-    print(json.dumps(final), flush=True)  # the very last line of `make demo`
-    return 0
+    if held and not (no_agent and code != 0):
+        sys.stdout.write("".join(held))
+    return code, final, no_agent and code != 0
 
 
 def down() -> int:

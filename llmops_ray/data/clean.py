@@ -22,6 +22,8 @@ _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u20
 _SPACES_RE = re.compile(r"[ \t\u00a0\u3000]+")
 # A line that starts a block of its own and must not be joined to the previous line.
 _BLOCK_START_RE = re.compile(r"^(#{1,6}\s|[-*+]\s|\d+[.)]\s|>|\||```|[A-Z][A-Za-z ]{0,40}:$)")
+_NON_SPACE_RE = re.compile(r"\S")
+_LETTER_RE = re.compile(r"[^\W\d_]")
 _SENTENCE_END = tuple(".!?:;。！？；：…\"'”’)）]")
 
 
@@ -91,9 +93,9 @@ def quality_reason(text: str, config: QualityConfig | None = None) -> Optional[s
     toks = tokens(text)
     if len(toks) < config.min_tokens:
         return "too_short"
-    visible = [ch for ch in text if not ch.isspace()]
-    alpha = sum(1 for ch in visible if ch.isalpha())  # str.isalpha is True for CJK as well
-    if not visible or alpha / len(visible) < config.min_alpha_ratio:
+    visible = len(_NON_SPACE_RE.findall(text))
+    alpha = len(_LETTER_RE.findall(text))  # letters of any script, CJK included
+    if not visible or alpha / visible < config.min_alpha_ratio:
         return "low_alpha"
     grams = [tuple(toks[i : i + 3]) for i in range(len(toks) - 2)]
     if len(grams) >= 20:

@@ -9,6 +9,7 @@ so the document whose source sorts first is always the one kept.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
@@ -42,11 +43,17 @@ def shingles(text: str, n: int = SHINGLE) -> set[str]:
     return {" ".join(toks[i : i + n]) for i in range(len(toks) - n + 1)}
 
 
-def minhash_signature(text: str, num_perm: int = NUM_PERM) -> np.ndarray:
-    """MinHash signature (uint32 values, shape (num_perm,)) of the text's shingles."""
+@functools.lru_cache(maxsize=4)
+def _minhash_template(num_perm: int):
+    """An empty MinHash; copies share its permutations (generating them costs ~1 ms each time)."""
     from datasketch import MinHash
 
-    mh = MinHash(num_perm=num_perm, seed=_SEED, scheme=SCHEME)
+    return MinHash(num_perm=num_perm, seed=_SEED, scheme=SCHEME)
+
+
+def minhash_signature(text: str, num_perm: int = NUM_PERM) -> np.ndarray:
+    """MinHash signature (uint32 values, shape (num_perm,)) of the text's shingles."""
+    mh = _minhash_template(num_perm).copy()
     mh.update_batch([s.encode("utf-8") for s in sorted(shingles(text))])
     # datasketch keeps 32-bit hash values in a uint64 array.
     return mh.hashvalues.astype(np.uint32)

@@ -109,14 +109,14 @@ def read_clean_batch(batch: Any, quality: dict, mask_pii: bool, num_perm: int) -
         for c in _DOC_COLUMNS:
             rows[c].append(kw.get(c))
 
-    for path in batch.column("path").to_pylist():
+    for path, label in zip(batch.column("path").to_pylist(), batch.column("source").to_pylist()):
         try:
-            docs = read_file(path)
+            docs = read_file(path, label)
         except ReadError as exc:
-            emit(kind="error", source=path, reason=str(exc))
+            emit(kind="error", source=label, reason=str(exc))
             continue
         except Exception as exc:  # a reader bug must not sink the run: report it
-            emit(kind="error", source=path, reason=f"{type(exc).__name__}: {str(exc)[:200]}")
+            emit(kind="error", source=label, reason=f"{type(exc).__name__}: {str(exc)[:200]}")
             continue
         doc_type = Path(path).suffix.lower().lstrip(".")
         for doc in docs:
@@ -307,7 +307,9 @@ def ingest(
     if files:
         blocks = max(1, min(len(files), math.ceil(len(files) / config.files_per_task)))
         docs_ds = (
-            ray.data.from_items([{"path": f} for f in files], override_num_blocks=blocks)
+            # Workers read the absolute path (their working directory may differ); the
+            # documents are labelled with the path as given.
+            ray.data.from_items([{"path": str(Path(f).resolve()), "source": f} for f in files], override_num_blocks=blocks)
             .map_batches(
                 read_clean_batch,
                 batch_size=config.files_per_task,

@@ -73,9 +73,9 @@ def _title_from_text(text: str, fallback: str) -> str:
     return fallback
 
 
-def read_text_file(path: str) -> list[dict[str, Any]]:
+def read_text_file(path: str, source: str) -> list[dict[str, Any]]:
     text = _decode(Path(path).read_bytes())
-    return [{"source": path, "title": _title_from_text(text, Path(path).stem), "text": text, "metadata": {}}]
+    return [{"source": source, "title": _title_from_text(text, Path(path).stem), "text": text, "metadata": {}}]
 
 
 def html_to_text(html: str) -> tuple[str, str]:
@@ -105,14 +105,14 @@ def html_to_text(html: str) -> tuple[str, str]:
     return title, text
 
 
-def read_html(path: str) -> list[dict[str, Any]]:
+def read_html(path: str, source: str) -> list[dict[str, Any]]:
     title, text = html_to_text(_decode(Path(path).read_bytes()))
     if not text.strip():
         raise ReadError("no main text in the HTML page")
-    return [{"source": path, "title": title or Path(path).stem, "text": text, "metadata": {}}]
+    return [{"source": source, "title": title or Path(path).stem, "text": text, "metadata": {}}]
 
 
-def read_pdf(path: str) -> list[dict[str, Any]]:
+def read_pdf(path: str, source: str) -> list[dict[str, Any]]:
     from pypdf import PdfReader
     from pypdf.errors import PyPdfError
 
@@ -134,10 +134,10 @@ def read_pdf(path: str) -> list[dict[str, Any]]:
     text = "\n\n".join(p.strip() for p in pages if p.strip())
     if not text:
         raise ReadError("PDF has no extractable text")
-    return [{"source": path, "title": str(meta_title) or _title_from_text(text, Path(path).stem), "text": text, "metadata": {"pages": len(pages)}}]
+    return [{"source": source, "title": str(meta_title) or _title_from_text(text, Path(path).stem), "text": text, "metadata": {"pages": len(pages)}}]
 
 
-def read_jsonl(path: str) -> list[dict[str, Any]]:
+def read_jsonl(path: str, source: str) -> list[dict[str, Any]]:
     """Each line is a record with ``id`` and ``text`` (optional ``title``, other keys = metadata).
 
     A bad line is an error of that line only: it is returned as a record with ``error`` set.
@@ -150,14 +150,14 @@ def read_jsonl(path: str) -> list[dict[str, Any]]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            docs.append({"source": f"{path}#line{lineno}", "error": f"invalid JSON on line {lineno}: {exc.msg}"})
+            docs.append({"source": f"{source}#line{lineno}", "error": f"invalid JSON on line {lineno}: {exc.msg}"})
             continue
         if not isinstance(record, dict) or "id" not in record or not isinstance(record.get("text"), str):
-            docs.append({"source": f"{path}#line{lineno}", "error": f"line {lineno}: a record needs 'id' and a string 'text'"})
+            docs.append({"source": f"{source}#line{lineno}", "error": f"line {lineno}: a record needs 'id' and a string 'text'"})
             continue
         rid = str(record["id"])
         meta = {k: v for k, v in record.items() if k not in ("id", "text", "title")}
-        docs.append({"source": f"{path}#{rid}", "title": str(record.get("title") or rid), "text": record["text"], "metadata": meta})
+        docs.append({"source": f"{source}#{rid}", "title": str(record.get("title") or rid), "text": record["text"], "metadata": meta})
     if not docs:
         raise ReadError("no records in the JSONL file")
     return docs
@@ -174,12 +174,16 @@ READERS = {
 }
 
 
-def read_file(path: str) -> list[dict[str, Any]]:
-    """Documents of one file; raises :class:`ReadError` when it cannot be read."""
+def read_file(path: str, source: str | None = None) -> list[dict[str, Any]]:
+    """Documents of one file; raises :class:`ReadError` when it cannot be read.
+
+    ``source`` labels the documents (default: ``path``); the pipeline reads an absolute
+    path (workers may run in another directory) and labels with the path as given.
+    """
     reader = READERS.get(Path(path).suffix.lower())
     if reader is None:
         raise ReadError(f"unsupported file type {Path(path).suffix or '(none)'!r}")
     try:
-        return reader(path)
+        return reader(path, source or path)
     except OSError as exc:
         raise ReadError(exc.strerror or str(exc)) from exc

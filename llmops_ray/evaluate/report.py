@@ -35,8 +35,11 @@ def _plot(metrics: list[str], table: dict[int, dict[str, float]]) -> str:
     versions = sorted(table)
     for i, metric in enumerate(metrics):
         ax = axes[i // cols][i % cols]
-        values = [table[v].get(metric, 0.0) for v in versions]
-        ax.bar([f"v{v}" for v in versions], values, color="#4C72B0")
+        shown = [v for v in versions if metric in table[v]]  # a version without the metric gets no bar
+        values = [table[v][metric] for v in shown]
+        ax.bar([f"v{v}" for v in shown], values, color="#4C72B0")
+        if values and min(values) >= 0:
+            ax.set_ylim(0, max(max(values) * 1.1, 1e-9 if max(values) > 0 else 1.0))
         ax.set_title(metric, fontsize=8)
         ax.tick_params(labelsize=7)
     for j in range(len(metrics), rows * cols):

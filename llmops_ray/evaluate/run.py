@@ -135,10 +135,11 @@ def evaluate_stack(ref: str, suite_path: str | Suite, store: bool = True, report
             retrieved[key] = [h["doc_id"] for h in hits]
         elif item.type == "qa":
             context = item.context or ""
-            if not context and stack.kb:
+            # Retrieve when the prompt needs a context, or to score retrieval against gold ids.
+            if stack.kb and (not context or item.gold_doc_ids):
                 hits = _retrieve(stack.kb, item.question, max(suite.k, gen.retrieval_k), gen.retrieval_mode)
                 retrieved[key] = [h["doc_id"] for h in hits]
-                context = "\n\n".join(h["text"] for h in hits[: gen.retrieval_k])
+                context = context or "\n\n".join(h["text"] for h in hits[: gen.retrieval_k])
             contexts[key] = context
             requests.append({"id": key, "messages": prompt.render(item.question, context)})
         elif item.type == "safety":

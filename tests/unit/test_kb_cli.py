@@ -31,7 +31,8 @@ def home(tmp_path_factory):
     os.environ["LLMOPS_HOME"] = str(home)
     try:
         cfg = IngestConfig()
-        docs = read_clean_batch(pa.table({"path": [str(docs_dir / "a.md"), str(docs_dir / "b.jsonl")]}), cfg.quality.model_dump(), True, 128)
+        files = [str(docs_dir / "a.md"), str(docs_dir / "b.jsonl")]
+        docs = read_clean_batch(pa.table({"path": files, "source": files}), cfg.quality.model_dump(), True, 128)
         chunks = chunk_batch(docs, frozenset(docs.column("source").to_pylist()), "default", 100, 10, default_model_path())
         _commit(connect(), None, "clikb", "default", "incremental", [ChunkEmbedder(None)(chunks)], [], None)
     finally:

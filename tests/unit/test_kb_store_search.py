@@ -26,7 +26,7 @@ def embedder():
 
 def _chunks(paths, tenant, embedder, size=60):
     cfg = IngestConfig()
-    docs = read_clean_batch(pa.table({"path": [str(p) for p in paths]}), cfg.quality.model_dump(), True, cfg.minhash_perms)
+    docs = read_clean_batch(pa.table({"path": [str(p) for p in paths], "source": [str(p) for p in paths]}), cfg.quality.model_dump(), True, cfg.minhash_perms)
     keep = frozenset(r["source"] for r in docs.to_pylist() if r["kind"] == "doc")
     chunks = chunk_batch(docs, keep, tenant, size, 10, default_model_path())
     return embedder(chunks)
