@@ -117,10 +117,13 @@ def main() -> int:
     fifo_spent = rows[0][2]
     print(f"\nASHA vs FIFO: {args.samples} trials, max_t={args.max_t} iterations ({args.steps_per_iter} steps each); "
           f"target = FIFO best val_loss {fifo_best:.4f} * 1.01 = {target:.4f}")
-    print(f"{'scheduler':<10}{'best val_loss':>15}{'iters to target':>17}{'iters total':>13}{'wall s':>9}{'ratio':>8}")
+    fifo_total = rows[0][3]
+    print(f"{'scheduler':<10}{'best val_loss':>15}{'iters to target':>17}{'ratio':>8}{'iters total':>13}"
+          f"{'total ratio':>13}{'wall s':>9}")
     for scheduler, best, spent, total, wall in rows:
         ratio = f"{spent / fifo_spent:.2f}x" if spent else "n/a"
-        print(f"{scheduler:<10}{best:>15.4f}{spent if spent else 'never':>17}{total:>13}{wall:>9.0f}{ratio:>8}")
+        print(f"{scheduler:<10}{best:>15.4f}{spent if spent else 'never':>17}{ratio:>8}{total:>13}"
+              f"{total / fifo_total:>12.2f}x{wall:>9.0f}")
     asha_spent = rows[1][2]
     ok = asha_spent is not None and asha_spent <= 0.4 * fifo_spent
     print(f"target ASHA <= 0.4x FIFO: {'met' if ok else 'NOT met'}")

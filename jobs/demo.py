@@ -95,6 +95,9 @@ def up(overrides: list[str]) -> int:
     if not head_running():
         start_head()
     wait_dashboard()
+    if not any(o.startswith("ingest.paths=") for o in overrides):
+        # A stable path for the sample corpus (the job's working_dir copy moves every session).
+        overrides = [f"ingest.paths=[{REPO / 'llmops_ray' / 'resources' / 'sample_corpus'}]", *overrides]
     cmd = [str(BIN / "ray"), "job", "submit", "--address", DASHBOARD, "--working-dir", str(REPO),
            "--runtime-env-json", runtime_env_json(), "--", "python", "jobs/pipeline.py", *overrides]
     print("[demo] " + " ".join(cmd[:3]) + " ... -- python jobs/pipeline.py " + " ".join(overrides), flush=True)

@@ -366,7 +366,10 @@ def stage_ingest(runner: Runner) -> dict[str, Any]:
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         raise UserError(f"ingest: path does not exist: {', '.join(missing)}")
-    fp = digest("ingest", cfg.model_dump(mode="json"), paths, content_hash(paths))
+    # The packaged corpus is named, not located: a job's working_dir copy moves with every
+    # upload and Ray session, and its bytes (the content hash) are what matter.
+    where = paths if cfg.paths else ["<sample_corpus>"]
+    fp = digest("ingest", cfg.model_dump(mode="json"), where, content_hash(paths))
 
     def run() -> dict[str, Any]:
         from llmops_ray.data.pipeline import ingest, load_ingest_config
@@ -374,8 +377,8 @@ def stage_ingest(runner: Runner) -> dict[str, Any]:
         summary = ingest(paths, cfg.kb, tenant=cfg.tenant, mode=cfg.mode,
                          config=load_ingest_config(cfg.config, cfg.overrides),
                          progress=lambda m: _say(runner.progress, f"  ingest: {m}"))
-        if summary["documents_written"] + summary.get("documents_unchanged", 0) == 0:
-            raise UserError(f"ingest: no document of {paths} was ingested (errors: {summary['errors'][:3]})")
+        if summary["documents_read"] == 0:
+            raise UserError(f"ingest: no document of {paths} could be read (errors: {summary['errors'][:3]})")
         keep = ("kb", "tenant", "version", "documents_read", "documents_written", "documents_unchanged",
                 "chunks_written", "errors")
         out = {k: summary.get(k) for k in keep}
@@ -680,7 +683,9 @@ def wait_answer(endpoint: str, model: str, api_key: str | None, timeout_s: float
                 if resp.status == 200:
                     return time.monotonic() - started
         except urllib.error.HTTPError as exc:
-            last = f"HTTP {exc.code}: {exc.read()[:300]!r}"
+            last = f"HTTP {exc.code}: {exc.read()[:500].decode(errors='replace')}"
+            if exc.code in (400, 401, 403):  # the app is up and refuses this request: waiting will not help
+                raise UserError(f"{endpoint} refused the readiness request for model {model!r}: {last}") from None
         except (urllib.error.URLError, OSError) as exc:
             last = str(exc)
         time.sleep(2.0)
