@@ -227,7 +227,7 @@ def build_sft_datasets(files: list[str], tokenizer_dir: str, settings, num_worke
     """
     import ray
 
-    ds = ray.data.read_text(files, ray_remote_args={"num_cpus": 0.25})
+    ds = ray.data.read_text(files, num_cpus=0.25)
     ds = ds.map_batches(
         _SftTokenize,
         fn_constructor_args=(tokenizer_dir, settings.format, settings.max_seq_len, settings.packing, settings.system_prompt),
