@@ -67,6 +67,9 @@ def init_ray(num_cpus: float | None = None, **kwargs: Any):
     if address:
         return ray.init(address=address, **options)
     options.setdefault("include_dashboard", False)
+    # address="local": without it Ray 2.60 attaches to any head that `ray start` left on the
+    # machine (/tmp/ray/ray_current_cluster) and then refuses num_cpus.
+    options.setdefault("address", "local")
     return ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **options)
 
 

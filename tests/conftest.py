@@ -43,9 +43,9 @@ def ray_session():
 
     from llmops_ray.cluster import init_ray
 
-    # address="local": always a fresh instance owned by the session, even when a `ray start`
-    # head (e.g. from `make demo`) is running on this machine.
-    init_ray(num_cpus=2, address="local")
+    # init_ray starts a fresh instance (address="local") even when a `ray start` head, e.g.
+    # from `make demo`, is running on this machine.
+    init_ray(num_cpus=2)
     yield ray
     try:
         from ray import serve

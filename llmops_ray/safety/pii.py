@@ -34,19 +34,22 @@ class PiiMatch:
 _NOT_ALNUM_BEFORE = r"(?<![0-9A-Za-z])"
 _NOT_ALNUM_AFTER = r"(?![0-9A-Za-z])"
 
-_EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}(?![A-Za-z0-9-])")
+# The look-behind lists ASCII only: ``\w`` would also exclude CJK, missing ``邮箱a@b.com``.
+_EMAIL = re.compile(r"(?<![A-Za-z0-9_.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}(?![A-Za-z0-9-])")
 # Country code + check digits + 11..30 alphanumerics, optionally in groups of four.
 _IBAN = re.compile(_NOT_ALNUM_BEFORE + r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}" + _NOT_ALNUM_AFTER)
 _CN_ID = re.compile(r"(?<![0-9])\d{17}[\dXx]" + _NOT_ALNUM_AFTER)
-# 13-19 digits, optionally grouped by single spaces or dashes.
-_CARD = re.compile(r"(?<![0-9+])\d(?:[ -]?\d){12,18}(?![0-9])")
+# A run of digit groups separated by single spaces or dashes; card candidates are the
+# sub-runs of whole groups with 13-19 digits (see _card_candidates).
+_DIGIT_RUN = re.compile(r"(?<![0-9+])\d+(?:[ -]\d+)*(?![0-9])")
 _IPV4 = re.compile(r"(?<![0-9.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![0-9]|\.\d)")
 _IPV6 = re.compile(r"(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![0-9A-Fa-f:])")
 _PHONES = [
     # Chinese mobile: 1[3-9]x xxxx xxxx, optional +86 / 86 prefix, optional spaces/dashes.
     re.compile(r"(?<![0-9])(?:\+?86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?![0-9])"),
     # International: +CC then 6..14 more digits in groups separated by space, dash, dot or ().
-    re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?![0-9])"),
+    # It must not end inside a following dotted number (an IP): "+44 20 7946 0958 10.0.0.1".
+    re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?![0-9]|\.\d)"),
     # North American style: (555) 123-4567, 555-123-4567, 555.123.4567.
     re.compile(r"(?<![0-9])(?:\(\d{3}\) ?|\d{3}[.-])\d{3}[.-]\d{4}(?![0-9])"),
 ]
@@ -106,6 +109,29 @@ def _ipv6_ok(value: str) -> bool:
     return True
 
 
+def _card_candidates(text: str) -> list[PiiMatch]:
+    """Luhn-valid card numbers inside runs of digit groups.
+
+    Every start group is tried (longest valid sub-run first), so a card that follows
+    another number ("192.168.1.20 4111 1111 1111 1111") is still found. In a grouped run
+    each group must have at least 3 digits, as printed card numbers do (4-4-4-4, 4-6-5).
+    """
+    found: list[PiiMatch] = []
+    for run in _DIGIT_RUN.finditer(text):
+        groups = [(g.start() + run.start(), g.end() + run.start()) for g in re.finditer(r"\d+", run.group(0))]
+        for i in range(len(groups)):
+            for j in range(len(groups), i, -1):
+                part = groups[i:j]
+                if len(part) > 1 and any(end - start < 3 for start, end in part):
+                    continue
+                digits = "".join(text[a:b] for a, b in part)
+                if 13 <= len(digits) <= 19 and luhn_valid(digits):
+                    start, end = part[0][0], part[-1][1]
+                    found.append(PiiMatch("CARD", start, end, text[start:end]))
+                    break
+    return found
+
+
 def _candidates(text: str) -> list[PiiMatch]:
     found: list[PiiMatch] = []
 
@@ -118,7 +144,7 @@ def _candidates(text: str) -> list[PiiMatch]:
     add("EMAIL", _EMAIL)
     add("IBAN", _IBAN, iban_valid)
     add("CN_ID", _CN_ID, cn_id_valid)
-    add("CARD", _CARD, lambda v: luhn_valid(re.sub(r"[ -]", "", v)))
+    found.extend(_card_candidates(text))
     add("IP", _IPV4)
     add("IP", _IPV6, _ipv6_ok)
     for pattern in _PHONES:

@@ -73,3 +73,18 @@ def test_overlap_prefers_higher_priority():
     # A card number is not also reported as a phone number.
     matches = find_pii("4111-1111-1111-1111")
     assert [m.type for m in matches] == ["CARD"]
+
+
+# Regressions found by the streaming-rail tests: each of these leaked before.
+def test_email_right_after_chinese_text_is_masked():
+    assert mask_pii("邮箱john@example.com")[0] == "邮箱[EMAIL]"
+
+
+def test_card_after_another_number_is_found():
+    masked, counts = mask_pii("192.168.1.20 4111 1111 1111 1111")
+    assert masked == "[IP] [CARD]" and counts == {"IP": 1, "CARD": 1}
+
+
+def test_phone_followed_by_an_ip_keeps_both():
+    masked, counts = mask_pii("+44 20 7946 0958 10.0.0.254")
+    assert masked == "[PHONE] [IP]" and counts == {"PHONE": 1, "IP": 1}
