@@ -31,7 +31,7 @@ demo: $(STAMP)
 	$(BIN)/python jobs/demo.py up
 
 test: $(STAMP)
-	$(BIN)/python -m pytest tests -m "" -q
+	$(BIN)/python -m pytest tests -m "" -q --durations=25
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests -m "not slow" -q

@@ -41,9 +41,13 @@ def test_finetune_bad_input_is_one_line_exit_2(overrides, message, capsys, tiny_
     assert err.startswith("llmops: error: ") and message in err and err.count("\n") == 1
 
 
-def test_finetune_rejects_bad_jsonl_and_empty_data(capsys, tiny_model_dir, tmp_path):
-    import ray
+def test_finetune_rejects_bad_jsonl_and_empty_data(capsys, tiny_model_dir, tmp_path, monkeypatch):
+    import llmops_ray.cluster
 
+    # Other tests in the session may have started Ray already; what matters is that this
+    # command never asks for it (or for any worker) before refusing the data.
+    ray_started = []
+    monkeypatch.setattr(llmops_ray.cluster, "init_ray", lambda *a, **k: ray_started.append(1))
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"instruction": "x", "output": "y"}) + "\n" + json.dumps({"instruction": "only"}) + "\n")
     code, err = run_cli(["finetune", "--config", "sft_lora_tiny_cpu", f"base_model={tiny_model_dir}", f"data.path={bad}"], capsys)
@@ -52,7 +56,7 @@ def test_finetune_rejects_bad_jsonl_and_empty_data(capsys, tiny_model_dir, tmp_p
     empty.write_text("")
     code, err = run_cli(["finetune", "--config", "sft_lora_tiny_cpu", f"base_model={tiny_model_dir}", f"data.path={empty}"], capsys)
     assert code == 2 and "is empty" in err
-    assert not ray.is_initialized()  # stopped before Ray (and any worker) started
+    assert ray_started == []  # stopped before Ray (and any worker) started
 
 
 def test_model_commands_bad_input(capsys, tmp_path):
