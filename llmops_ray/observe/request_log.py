@@ -277,7 +277,12 @@ class RequestLogger:
                 pending.setdefault(table, []).append(row)
                 count += 1
                 deadline = deadline or time.monotonic() + self.flush_interval_s
-            self._run_periodic(pending, force=stop)
+            added = self._run_periodic(pending, force=stop)
+            if added:
+                # Periodic rows (replica usage) count like queued ones, or a usage row
+                # would wait for the next request, and the last one (at close) be lost.
+                count += added
+                deadline = deadline or time.monotonic() + self.flush_interval_s
             due = deadline is not None and time.monotonic() >= deadline
             if count and (count >= self.batch_size or due or table in (_FLUSH, _STOP)):
                 self._write(pending)
@@ -287,16 +292,20 @@ class RequestLogger:
             if stop:
                 return
 
-    def _run_periodic(self, pending: dict[str, list[dict[str, Any]]], force: bool) -> None:
+    def _run_periodic(self, pending: dict[str, list[dict[str, Any]]], force: bool) -> int:
+        """Collect the rows of due periodic sources into ``pending``; returns how many."""
         now = time.monotonic()
+        added = 0
         for entry in self._periodic:
             if force or now >= entry[2]:
                 entry[2] = now + entry[0]
                 try:
                     for table, row in entry[1]() or []:
                         pending.setdefault(table, []).append(row)
+                        added += 1
                 except Exception:
                     log.exception("periodic log source failed")
+        return added
 
     def _write(self, pending: dict[str, list[dict[str, Any]]]) -> None:
         for table, rows in pending.items():

@@ -67,7 +67,7 @@ def build_app(config: ServeAppConfig):
     deployments, cards, lora_paths = {}, {}, {}
     for spec in config.models:
         llm_config = build_llm_config(spec)
-        bind = {"first_chunk_immediate": spec.first_chunk_immediate}
+        bind = {"first_chunk_immediate": spec.first_chunk_immediate, "meter_usage": spec.meter_usage}
         if spec.lora is not None and not spec.lora.is_remote():
             bind["local_lora_dir"] = spec.lora.local_dir()
         if spec.lora is not None and spec.lora.is_remote():

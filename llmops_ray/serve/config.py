@@ -131,6 +131,10 @@ class ModelSpec(StrictModel):
     (keeps time-to-first-token low while later tokens are still coalesced)."""
     runtime_env_vars: dict[str, str] = Field(default_factory=dict)
     """Extra environment variables for the replica (e.g. ``VLLM_CPU_KVCACHE_SPACE``)."""
+    meter_usage: bool = True
+    """Each replica accrues its own replica-seconds into the workspace's ``replica_usage``
+    log (hardware cost in ``llmops cost report``); metered in the engine replica, not the
+    gateway, so that autoscaling and several gateway replicas never double count."""
 
     @field_validator("model_id")
     @classmethod

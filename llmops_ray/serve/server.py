@@ -69,13 +69,41 @@ class LocalLoraLoader(LoraModelLoader):
         return config
 
 
+def start_usage_meter(llm_config) -> Any:
+    """An observer that accrues this replica's seconds (one replica per process) and writes
+    them to the ``replica_usage`` log every minute and at shutdown; no request rows."""
+    from llmops_ray.observe.tracker import Observer
+
+    kind = getattr(llm_config.accelerator_config, "kind", "gpu")  # CPUConfig / GPUConfig / TPUConfig
+    accelerator = "cpu" if kind == "cpu" else (llm_config.accelerator_type or kind)
+    observer = Observer(metrics=True, log_requests=True)
+    observer.meter(llm_config.model_id, variant="", accelerator=accelerator, replicas=1)
+    return observer
+
+
 class GatewayLLMServer(LLMServer):
     """``LLMServer`` with local LoRA adapters and an immediate first streamed chunk."""
 
-    async def __init__(self, llm_config, *, local_lora_dir: Optional[str] = None, first_chunk_immediate: bool = True):
+    async def __init__(
+        self,
+        llm_config,
+        *,
+        local_lora_dir: Optional[str] = None,
+        first_chunk_immediate: bool = True,
+        meter_usage: bool = False,
+    ):
         self._local_lora_dir = local_lora_dir
         self._first_chunk_immediate = first_chunk_immediate
+        self._usage_observer = None
         await super().__init__(llm_config)
+        if meter_usage:
+            self._usage_observer = start_usage_meter(llm_config)
+
+    async def __del__(self) -> None:
+        # The final replica-seconds row is written when the observer closes.
+        if self._usage_observer is not None:
+            self._usage_observer.close()
+        await super().__del__()
 
     def _init_multiplex_loader(self, model_downloader_cls=None):
         if getattr(self, "_local_lora_dir", None):
