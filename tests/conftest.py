@@ -8,6 +8,7 @@ session's temporary directory and never into the developer's ``./.llmops``.
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 from pathlib import Path
 
@@ -54,6 +55,18 @@ def ray_session():
     except Exception:
         pass
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def serve_http_port() -> int:
+    """The one HTTP port Serve uses in this session.
+
+    Serve's proxy starts once per Ray instance and keeps the port it started with, so every
+    test module's app must ask for the same port (a free one: other Ray instances may run).
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ feedback route's flush and the replica-shutdown close: both are what is being te
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from pathlib import Path
@@ -42,14 +41,9 @@ items:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
-def pipeline(ray_session, tmp_path_factory):
+def pipeline(ray_session, tmp_path_factory, serve_http_port):
     from ray import serve
 
     from llmops_ray.pipeline import PipelineConfig, load_pipeline_config, run_pipeline
@@ -63,7 +57,7 @@ def pipeline(ray_session, tmp_path_factory):
         f"finetune.overrides={TINY_SFT}",
         "finetune.max_pairs=24",
         f"evaluate.suite={suite}",
-        f"deploy.overrides=[http.port={_free_port()},name={APP}]",
+        f"deploy.overrides=[http.port={serve_http_port},name={APP}]",
         "deploy.timeout_s=600",
     ])
     data = cfg.model_dump(mode="json")

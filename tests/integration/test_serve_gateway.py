@@ -8,7 +8,6 @@ replica), the embeddings route, and a test hook on every hook point.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from pathlib import Path
@@ -23,11 +22,6 @@ APP = "serve-test"
 # vLLM-CPU reserves 1 CPU per engine by default: 3 engines + the gateway would not fit 2 CPUs.
 CPU_BUNDLE = {"bundles": [{"CPU": 0.25}], "strategy": "PACK"}
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make_adapter(base_dir: Path, out: Path, seed: int) -> Path:
@@ -49,7 +43,7 @@ def make_adapter(base_dir: Path, out: Path, seed: int) -> Path:
 
 
 @pytest.fixture(scope="module")
-def served(ray_session, tiny_model_dir, tmp_path_factory):
+def served(ray_session, tiny_model_dir, tmp_path_factory, serve_http_port):
     from ray import serve
 
     from llmops_ray.config import build_config
@@ -62,7 +56,7 @@ def served(ray_session, tiny_model_dir, tmp_path_factory):
     make_adapter(tiny_model_dir, adapters / "ad2", seed=2)
     log_path = root / "hook-log.jsonl"
     engine = {"max_model_len": 1024, "gpu_memory_utilization": 0.05, "enforce_eager": True, "dtype": "bfloat16"}
-    port = _free_port()
+    port = serve_http_port
     config = build_config(
         ServeAppConfig,
         {

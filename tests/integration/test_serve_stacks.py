@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -41,11 +40,6 @@ GLOBEX_DOCS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def _write(root: Path, docs: dict[str, str]) -> Path:
     root.mkdir(parents=True)
@@ -55,7 +49,7 @@ def _write(root: Path, docs: dict[str, str]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def served(ray_session, tiny_model_dir, tmp_path_factory):
+def served(ray_session, tiny_model_dir, tmp_path_factory, serve_http_port):
     from ray import serve
 
     from llmops_ray.config import build_config
@@ -74,7 +68,7 @@ def served(ray_session, tiny_model_dir, tmp_path_factory):
         "tiny_only": store.create("acme", models=["tiny"])[0],
         "rpm": store.create("acme", rpm=2)[0],
     }
-    port = _free_port()
+    port = serve_http_port
     engine = {"max_model_len": 1024, "gpu_memory_utilization": 0.05, "enforce_eager": True, "dtype": "bfloat16"}
     config = build_config(ServeAppConfig, {
         "name": APP,
