@@ -137,6 +137,8 @@ def list_kbs() -> list[dict[str, Any]]:
     out = []
     for name in table_names(db):
         table = db.open_table(name)
+        if not {"doc_id", "tenant"} <= set(table.schema.names):
+            continue  # some other table in the same database, not a knowledge base
         arrow = table.to_lance().to_table(columns=["doc_id", "tenant"])
         tags = ingest_tags(table)
         out.append(

@@ -116,3 +116,13 @@ def test_user_errors(kb):
     with pytest.raises(UserError, match="invalid knowledge-base name"):
         parse_kb_ref("bad name")
     assert parse_kb_ref("a@3") == ("a", 3) and parse_kb_ref("a@ingest-2") == ("a", "ingest-2")
+
+
+def test_listing_skips_tables_that_are_not_knowledge_bases(kb):
+    import lancedb
+
+    from llmops_ray.config import kb_root
+
+    lancedb.connect(str(kb_root())).create_table("not-a-kb", data=[{"x": 1}], mode="overwrite")
+    names = [info["name"] for info in list_kbs()]
+    assert "not-a-kb" not in names and "unitkb" in names
