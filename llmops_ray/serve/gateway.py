@@ -229,7 +229,20 @@ class Gateway(OpenAiIngress):
                 return self._card(model_id)
         return await super().model(model_id) if base in self._lora_paths else None
 
-    async def models(self) -> Response:
+    async def _authenticate_listing(self, request: Request) -> Response | None:
+        """Listing routes run the ``authenticate`` hooks too (every ``/v1`` route needs a key)."""
+        ctx = RequestContext(route="models", body={}, headers={k.lower(): v for k, v in request.headers.items()})
+        try:
+            for hook in self._hooks:
+                await hook.authenticate(ctx)
+        except GatewayError as exc:
+            return error_response(exc, ctx.request_id)
+        return None
+
+    async def models(self, request: Request) -> Response:
+        denied = await self._authenticate_listing(request)
+        if denied is not None:
+            return denied
         cards = (await super().models()).data
         for base, lora_dir in self._local_lora_dirs.items():
             for adapter in list_local_adapters(lora_dir):
@@ -242,7 +255,10 @@ class Gateway(OpenAiIngress):
         cards += [self._card(m) for m in extra]
         return JSONResponse(ModelList(data=cards).model_dump())
 
-    async def model_data(self, model: str) -> Response:
+    async def model_data(self, request: Request, model: str) -> Response:
+        denied = await self._authenticate_listing(request)
+        if denied is not None:
+            return denied
         card = await self.model(model)
         if card is None:
             return error_response(GatewayError(404, f"The model '{model}' does not exist"))

@@ -195,6 +195,12 @@ def test_auth_permission_and_quota(served):
     assert int(codes[2].headers["retry-after"]) >= 1 and codes[2].json()["error"]["code"] == "rate_limit_exceeded"
     models = httpx.get(f"{served['url']}/models", headers={"Authorization": f"Bearer {served['keys']['acme']}"}).json()
     assert {"rag-stack", "ab-stack", "flaky-stack", "tiny"} <= {m["id"] for m in models["data"]}
+    # Listing routes need a key too.
+    for path in ("/models", "/models/tiny"):
+        r = httpx.get(f"{served['url']}{path}", timeout=30)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "missing_api_key", path
+    r = httpx.get(f"{served['url']}/models/tiny", headers={"Authorization": f"Bearer {served['keys']['acme']}"})
+    assert r.status_code == 200 and r.json()["id"] == "tiny"
 
 
 # --------------------------------------------------------------------------- input rails
