@@ -20,6 +20,16 @@ OUTPUT_TOKENS = 64
 ENGINE = {"max_model_len": 512, "gpu_memory_utilization": 0.1, "enforce_eager": True, "dtype": "bfloat16", "max_num_seqs": 64}
 
 
+def shipped_model_settings() -> dict:
+    """The streaming settings of serve_configs/local_cpu.yaml, so that the benchmark measures
+    what ships (batching interval, first chunk at once, single-process engine)."""
+    import yaml
+
+    spec = yaml.safe_load((REPO / "serve_configs" / "local_cpu.yaml").read_text())["models"][0]
+    keys = ("stream_batching_interval_ms", "first_chunk_immediate", "single_process_engine")
+    return {k: spec[k] for k in keys if k in spec}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -63,8 +73,12 @@ async def _one(client, url: str, model: str, prompt: list[int]) -> dict:
         async for line in resp.aiter_lines():
             if line.startswith("data: ") and line != "data: [DONE]":
                 chunk = json.loads(line[6:])
-                if chunk.get("choices") and chunk["choices"][0].get("text"):
+                # Every chunk with a choice is one engine step's output. A random model's
+                # token may decode to "" (a partial UTF-8 sequence), so text is not required.
+                if chunk.get("choices"):
                     stamps.append(time.perf_counter())
+    if not stamps:
+        raise RuntimeError(f"{url}: a streamed completion returned no tokens")
     return {"ttft": stamps[0] - start, "tbt": [b - a for a, b in zip(stamps, stamps[1:])], "end": stamps[-1]}
 
 

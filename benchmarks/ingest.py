@@ -1,6 +1,6 @@
 """Ingest throughput: the Ray Data pipeline against single-process baselines, same model, same chunks.
 
-    python benchmarks/ingest.py [--docs 10000] [--per-doc-sample 1000] [--actors 1] [--actor-cpus 1.0]
+    python benchmarks/ingest.py [--docs 10000] [--per-doc-sample 1000] [--actors CORES] [--actor-cpus 1.0]
 
 (a) ``llmops_ray.data.ingest`` end to end (read, clean, PII, dedup, chunk, embed in a Ray Data
     actor pool, one LanceDB commit, FTS index), ``mode=rebuild`` into a fresh KB;
@@ -94,7 +94,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Ingest throughput benchmark")
     parser.add_argument("--docs", type=int, default=10000)
     parser.add_argument("--per-doc-sample", type=int, default=1000, help="documents timed in the per-document loop (c)")
-    parser.add_argument("--actors", type=int, default=1, help="embedding actor pool size")
+    parser.add_argument("--actors", type=int, default=os.cpu_count() or 2,
+                        help="embedding actor pool size (default: one per core, one torch thread each)")
     parser.add_argument("--actor-cpus", type=float, default=1.0, help="CPUs Ray reserves per embedding actor")
     parser.add_argument("--actor-threads", type=int, default=0, help="torch threads per actor (0 = all cores / actors)")
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 2, help="CPUs of the local Ray instance")
@@ -124,8 +125,7 @@ def main() -> None:
     from llmops_ray.safety.pii import mask_pii
 
     threads = args.actor_threads or max(1, args.cpus // args.actors)
-    config = IngestConfig(embed_actors=args.actors, embed_num_cpus=args.actor_cpus, embed_threads=threads,
-                          chunk_num_cpus=0.1, read_num_cpus=0.25)
+    config = IngestConfig(embed_actors=args.actors, embed_num_cpus=args.actor_cpus, embed_threads=threads)
     print(f"[bench] {args.docs} synthetic docs; Ray with {args.cpus} CPUs; {args.actors} embedding actor(s) x "
           f"{threads} torch thread(s), {args.actor_cpus} CPU each", flush=True)
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import tempfile
 import time
 from pathlib import Path
 
-from _serve_common import ENGINE, OUTPUT_TOKENS, build_bench_model, free_port, make_prompts, run_load, table, wait_completion
+from _serve_common import ENGINE, shipped_model_settings, OUTPUT_TOKENS, build_bench_model, free_port, make_prompts, run_load, table, wait_completion
 
 MODEL = "bench"
 
@@ -45,12 +46,13 @@ def ours_tok_s(model_dir: Path, prompts) -> float:
     from llmops_ray.serve.app import start_app
     from llmops_ray.serve.config import ServeAppConfig
 
-    init_ray(num_cpus=os.cpu_count() or 2)
+    init_ray(num_cpus=os.cpu_count() or 2, log_to_driver=False)
     port = free_port()
     config = build_config(ServeAppConfig, {
         "name": "bench-vs-hf", "http": {"port": port}, "gateway": {"num_cpus": 0.1, "embeddings": False},
         "models": [{"model_id": MODEL, "source": str(model_dir), "num_cpus": 0, "engine_kwargs": ENGINE,
-                    "autoscaling": {"target_ongoing_requests": 64}}],
+                    "max_ongoing_requests": 64, "autoscaling": {"target_ongoing_requests": 64},
+                    **shipped_model_settings()}],
     })
     start_app(config, wait=False)
     url = f"http://127.0.0.1:{port}"
@@ -67,6 +69,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=64)
     parser.add_argument("--sequential", type=int, default=8, help="prompts for the (slow) sequential HF baseline")
     args = parser.parse_args()
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     work = Path(os.environ.get("LLMOPS_BENCH_DIR") or tempfile.mkdtemp(prefix="serve-bench-"))
     model_dir = build_bench_model(work / "bench-llama")
     prompts = make_prompts(model_dir, args.requests)

@@ -37,6 +37,10 @@ def _env() -> dict[str, str]:
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["RAY_AUTH_MODE"] = env.get("RAY_AUTH_MODE") or "token"  # Ray 2.60 token auth for CLI clients
     env.pop("RAY_ADDRESS", None)
+    from llmops_ray.cluster import SERVE_ENV
+
+    for key, value in SERVE_ENV.items():  # the head's Serve proxy and replicas read these at start
+        env.setdefault(key, value)
     return env
 
 

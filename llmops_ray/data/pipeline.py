@@ -6,7 +6,7 @@ Stages (Ray Data unless noted):
    paths; a file that fails is an ``error`` row, never an exception);
 2. dedup decision on the driver over (source, hash, MinHash) of every document of the run
    and the documents the KB already holds for the tenant: global and deterministic;
-3. chunk (tasks) -> embed (``ChunkEmbedder`` actor pool) for the new/changed documents;
+3. chunk + embed (``ChunkAndEmbed`` actor pool) for the new/changed documents;
 4. one commit on the driver: a LanceDB ``merge_insert`` keyed on ``chunk_id`` that inserts
    or updates the new chunks and, in the same transaction, deletes (``when_not_matched_by_
    source_delete`` with a ``doc_id IN (...)`` condition) the stale chunks of changed,
@@ -60,14 +60,15 @@ class IngestConfig(StrictModel):
     """Torch threads per embedding actor; 0 = ``embed_num_cpus`` rounded up."""
     embed_batch_size: int = Field(64, ge=1)
     """Chunks per ``map_batches`` batch and per ``encode`` call."""
-    read_num_cpus: float = Field(0.25, gt=0.0)
-    """CPUs reserved by each read/clean task."""
-    chunk_num_cpus: float = Field(0.25, gt=0.0)
-    """CPUs reserved by each chunking task."""
-    files_per_task: int = Field(32, ge=1)
+    read_num_cpus: float = Field(1.0, gt=0.0)
+    """CPUs reserved by each read/clean task. Reading and cleaning cost well under a
+    millisecond per document, so few, long-lived workers beat many: at 0.25 a 2-core
+    machine starts 8 worker processes whose imports alone took twice the reading time."""
+    files_per_task: int = Field(64, ge=1)
     """Files read by one read task (one Ray Data batch)."""
-    docs_per_chunk_task: int = Field(256, ge=1)
-    """Documents chunked by one chunking task."""
+    docs_per_embed_call: int = Field(64, ge=1)
+    """Documents chunked and embedded per call of an embedding actor (all their chunks go
+    through one ``encode``, sorted by length)."""
     ray_progress_bars: bool = False
     """Show Ray Data's own progress bars (stderr) in addition to our progress lines."""
 
@@ -386,26 +387,21 @@ def ingest(
     _say(progress, f"[ingest] {len(to_write)} documents to embed, {summary['documents_unchanged']} unchanged, "
                    f"{len(removed)} to remove")
 
-    # ---- stage 3: chunk (tasks) and embed (actor pool) -----------------------------------
+    # ---- stage 3: chunk and embed (actor pool) -------------------------------------------
     chunk_tables = []
     if to_write:
         import pyarrow as pa
 
-        from llmops_ray.data.embed import ChunkEmbedder
+        from llmops_ray.data.embed import ChunkAndEmbed
 
         model_path = resolve_model(config.embedder)
         threads = config.embed_threads or max(1, math.ceil(config.embed_num_cpus))
         chunks_ds = docs_ds.map_batches(
-            chunk_batch,
-            batch_size=config.docs_per_chunk_task,
-            batch_format="pyarrow",
-            num_cpus=config.chunk_num_cpus,
-            fn_kwargs={"keep": frozenset(to_write), "tenant": tenant, "size": config.chunk_size,
-                       "overlap": config.chunk_overlap, "model_path": model_path},
-        ).map_batches(
-            ChunkEmbedder,
-            fn_constructor_kwargs={"model": model_path, "batch_size": config.embed_batch_size, "threads": threads},
-            batch_size=config.embed_batch_size,
+            ChunkAndEmbed,
+            fn_constructor_kwargs={"model": model_path, "keep": frozenset(to_write), "tenant": tenant,
+                                   "size": config.chunk_size, "overlap": config.chunk_overlap,
+                                   "batch_size": config.embed_batch_size, "threads": threads},
+            batch_size=config.docs_per_embed_call,
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=config.embed_actors),
             num_cpus=config.embed_num_cpus,

@@ -67,7 +67,8 @@ def build_app(config: ServeAppConfig):
     deployments, cards, lora_paths = {}, {}, {}
     for spec in config.models:
         llm_config = build_llm_config(spec)
-        bind = {"first_chunk_immediate": spec.first_chunk_immediate, "meter_usage": spec.meter_usage}
+        bind = {"first_chunk_immediate": spec.first_chunk_immediate, "meter_usage": spec.meter_usage,
+                "single_process_engine": spec.single_process_engine}
         if spec.lora is not None and not spec.lora.is_remote():
             bind["local_lora_dir"] = spec.lora.local_dir()
         if spec.lora is not None and spec.lora.is_remote():

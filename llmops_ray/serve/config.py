@@ -129,6 +129,11 @@ class ModelSpec(StrictModel):
     first_chunk_immediate: bool = True
     """Send the first streamed chunk at once instead of waiting for the batching interval
     (keeps time-to-first-token low while later tokens are still coalesced)."""
+    single_process_engine: bool = True
+    """CPU with one worker only: run the model inside vLLM's engine-core process (``uni``
+    executor, as ``vllm serve`` does) instead of Ray's default ``mp`` executor, whose engine
+    core busy-polls a separate worker process and takes most of a core doing it. No effect
+    on GPU or with tensor/pipeline parallelism."""
     runtime_env_vars: dict[str, str] = Field(default_factory=dict)
     """Extra environment variables for the replica (e.g. ``VLLM_CPU_KVCACHE_SPACE``)."""
     meter_usage: bool = True

@@ -1,0 +1,39 @@
+"""The Serve latency settings reach every place a Ray node or worker starts from."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import yaml
+
+from llmops_ray.cluster import PROCESS_ENV, SERVE_ENV, runtime_env
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_serve_env_is_part_of_the_process_and_worker_env():
+    for key, value in SERVE_ENV.items():
+        assert PROCESS_ENV[key] == value
+        assert runtime_env()["env_vars"][key]  # workers (replicas) get it too
+
+
+def test_cluster_yaml_starts_every_node_with_the_serve_env():
+    config = yaml.safe_load((REPO / "cluster.yaml").read_text())
+    for section in ("head_start_ray_commands", "worker_start_ray_commands"):
+        start = [c for c in config[section] if "ray start" in c]
+        assert start, section
+        for key, value in SERVE_ENV.items():
+            assert all(f"{key}={value}" in c for c in start), (section, key)
+
+
+def test_demo_head_gets_the_serve_env(monkeypatch):
+    for key in SERVE_ENV:
+        monkeypatch.delenv(key, raising=False)
+    spec = importlib.util.spec_from_file_location("demo_job", REPO / "jobs" / "demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    env = demo._env()
+    assert all(env[k] == v for k, v in SERVE_ENV.items())
+    monkeypatch.setenv("RAY_SERVE_LOG_TO_STDERR", "1")  # what the user set wins
+    assert demo._env()["RAY_SERVE_LOG_TO_STDERR"] == "1"
