@@ -23,7 +23,8 @@ PROCESS_ENV = {
 # the head's environment as well as to the workers'): run our async replica code and the
 # router on the replica's main event loop instead of hopping to a second loop per message,
 # and keep the per-request access log in the log files only (our own request log has the
-# details). About -5 ms time-to-first-token on 2 cores (benchmarks/serve_overhead.py).
+# details). These are the settings of Serve's own throughput-optimised mode minus its direct
+# ingress; on 2 cores one A/B gave -5 ms time-to-first-token, others were within host noise.
 SERVE_ENV = {
     "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
     "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
