@@ -43,8 +43,12 @@ class ChunkAndEmbed(ChunkEmbedder):
 
     def __init__(self, model: str | None, keep: frozenset, tenant: str, size: int, overlap: int,
                  batch_size: int = 64, threads: int = 1):
+        from llmops_ray.kb.embed import resolve_model
+
         super().__init__(model, batch_size=batch_size, threads=threads)
-        self.chunk_kwargs = {"keep": keep, "tenant": tenant, "size": size, "overlap": overlap, "model_path": model}
+        # Chunk sizes are counted in the same model's tokens.
+        self.chunk_kwargs = {"keep": keep, "tenant": tenant, "size": size, "overlap": overlap,
+                             "model_path": resolve_model(model)}
 
     def __call__(self, batch: Any) -> Any:
         from llmops_ray.data.pipeline import chunk_batch

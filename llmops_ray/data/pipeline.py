@@ -59,7 +59,8 @@ class IngestConfig(StrictModel):
     embed_threads: int = Field(0, ge=0)
     """Torch threads per embedding actor; 0 = ``embed_num_cpus`` rounded up."""
     embed_batch_size: int = Field(64, ge=1)
-    """Chunks per ``map_batches`` batch and per ``encode`` call."""
+    """Chunks per forward pass inside ``encode`` (an actor call encodes all chunks of
+    ``docs_per_embed_call`` documents, this many at a time)."""
     read_num_cpus: float = Field(1.0, gt=0.0)
     """CPUs reserved by each read/clean task. Reading and cleaning cost well under a
     millisecond per document, so few, long-lived workers beat many: at 0.25 a 2-core
@@ -390,8 +391,6 @@ def ingest(
     # ---- stage 3: chunk and embed (actor pool) -------------------------------------------
     chunk_tables = []
     if to_write:
-        import pyarrow as pa
-
         from llmops_ray.data.embed import ChunkAndEmbed
 
         model_path = resolve_model(config.embedder)

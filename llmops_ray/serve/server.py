@@ -26,6 +26,7 @@ from typing import Any, AsyncGenerator, Optional
 from fastapi import HTTPException
 from ray.llm._internal.common.models import global_id_manager
 from ray.llm._internal.common.utils.lora_utils import get_lora_id
+from ray.llm._internal.serve.constants import RAYLLM_VLLM_ENGINE_CLS_ENV
 from ray.llm._internal.serve.core.configs.llm_config import DiskMultiplexConfig
 from ray.llm._internal.serve.core.server.llm_server import LLMServer
 from ray.llm._internal.serve.utils.batcher import Batcher
@@ -87,6 +88,7 @@ def start_usage_meter(llm_config) -> Any:
     return observer
 
 
+@functools.lru_cache(maxsize=None)
 def single_process_engine_class():
     """``VLLMEngine`` that runs a one-worker CPU model in the engine-core process (``uni`` executor)."""
     from ray.llm._internal.serve.engines.vllm.vllm_engine import VLLMEngine
@@ -136,7 +138,8 @@ class GatewayLLMServer(LLMServer):
         await super().__del__()
 
     def _get_default_engine_class(self):
-        if getattr(self, "_single_process_engine", False) and not os.environ.get("RAYLLM_VLLM_ENGINE_CLS"):
+        # Ray's engine-class environment variable (a test/patch escape hatch) still wins.
+        if getattr(self, "_single_process_engine", False) and not os.environ.get(RAYLLM_VLLM_ENGINE_CLS_ENV):
             return single_process_engine_class()
         return super()._get_default_engine_class()
 

@@ -41,7 +41,6 @@ items:
 """
 
 
-
 @pytest.fixture(scope="module")
 def pipeline(ray_session, tmp_path_factory, serve_http_port):
     from ray import serve

@@ -23,7 +23,6 @@ APP = "serve-test"
 CPU_BUNDLE = {"bundles": [{"CPU": 0.25}], "strategy": "PACK"}
 
 
-
 def make_adapter(base_dir: Path, out: Path, seed: int) -> Path:
     """A peft LoRA adapter on the tiny model with random (non-zero) weights."""
     import torch

@@ -40,7 +40,6 @@ GLOBEX_DOCS = {
 }
 
 
-
 def _write(root: Path, docs: dict[str, str]) -> Path:
     root.mkdir(parents=True)
     for name, text in docs.items():

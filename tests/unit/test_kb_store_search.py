@@ -126,3 +126,28 @@ def test_listing_skips_tables_that_are_not_knowledge_bases(kb):
     lancedb.connect(str(kb_root())).create_table("not-a-kb", data=[{"x": 1}], mode="overwrite")
     names = [info["name"] for info in list_kbs()]
     assert "not-a-kb" not in names and "unitkb" in names
+
+
+def test_chunk_and_embed_actor_matches_the_two_stages_it_fuses(tmp_path, embedder):
+    """The pipeline's actor (chunk + embed in one call) gives what chunk_batch -> ChunkEmbedder
+    give, and only for the documents it is told to keep; the default model (None) works."""
+    from llmops_ray.data.embed import ChunkAndEmbed
+
+    paths = []
+    texts = [" ".join(f"Filter number {n} in room {n % 7} needs cleaning after {n * 3} days of use." for n in range(40)),
+             " ".join(f"Battery pack {n} lasts about {n % 5 + 1} years in sensor {n * 11}." for n in range(40))]
+    for i, text in enumerate(texts):
+        paths.append(tmp_path / f"d{i}.md")
+        paths[-1].write_text(text)
+    cfg = IngestConfig()
+    docs = read_clean_batch(pa.table({"path": [str(p) for p in paths], "source": [str(p) for p in paths]}),
+                            cfg.quality.model_dump(), True, cfg.minhash_perms)
+    keep = frozenset([str(paths[0])])
+    fused = ChunkAndEmbed(None, keep, "t1", 60, 10, batch_size=32, threads=1)(docs)
+    staged = embedder(chunk_batch(docs, keep, "t1", 60, 10, default_model_path()))
+    assert fused.num_rows == staged.num_rows > 1
+    assert set(fused.column("source").to_pylist()) == {str(paths[0])}
+    assert fused.column("text").to_pylist() == staged.column("text").to_pylist()
+    a = fused.column("vector").to_pylist()
+    b = staged.column("vector").to_pylist()
+    assert max(abs(x - y) for u, v in zip(a, b) for x, y in zip(u, v)) < 1e-4
