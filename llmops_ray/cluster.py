@@ -22,12 +22,18 @@ PROCESS_ENV = {
 # Ray Serve latency settings (read by every replica and HTTP proxy at start-up, so they go to
 # the head's environment as well as to the workers'): run our async replica code and the
 # router on the replica's main event loop instead of hopping to a second loop per message,
-# and keep the per-request access log in the log files only (our own request log has the
-# details). These are the settings of Serve's own throughput-optimised mode minus its direct
-# ingress; on 2 cores one A/B gave -5 ms time-to-first-token, others were within host noise.
+# send proxy -> gateway -> LLM server calls over Serve's direct gRPC channel instead of Ray
+# actor tasks, and keep the per-request access log in the log files only (our own request log
+# has the details). These are the settings of Serve's own throughput-optimised mode minus its
+# direct ingress (which listens on per-replica ports, not the one endpoint) and its buffered
+# replica logs (which hide start-up logs until 1000 lines). Measured on 2 cores with
+# benchmarks/serve_overhead.py: the two event-loop settings gave -5 ms time-to-first-token in
+# one A/B; gRPC, in two alternating A/B pairs, +7.6/+9.3 ms over bare vLLM vs +10.0/+11.5 ms
+# without, and 1.10x/1.02x of bare vLLM's tokens/s at 32 streams vs 0.91x/0.96x.
 SERVE_ENV = {
     "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
     "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
+    "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1",
     "RAY_SERVE_LOG_TO_STDERR": "0",
 }
 PROCESS_ENV.update(SERVE_ENV)
