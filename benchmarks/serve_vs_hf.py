@@ -3,7 +3,9 @@
 
     .venv/bin/python benchmarks/serve_vs_hf.py [--requests 64]
 
-Targets: ours >= 8x sequential HF and >= 1.0x HF static batch 32.
+Targets: ours >= 8x sequential HF and >= 1.0x HF static batch 32. vLLM's own OpenAI server
+with the same engine args is measured too (``--no-bare`` skips it): the engine's own ceiling
+against the same baselines on this machine.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from _serve_common import ENGINE, shipped_model_settings, OUTPUT_TOKENS, build_bench_model, free_port, make_prompts, run_load, table, wait_completion
+from _serve_common import (ENGINE, OUTPUT_TOKENS, build_bench_model, free_port, make_prompts, run_load, shipped_model_settings,
+                           start_bare_vllm, table, wait_completion)
 
 MODEL = "bench"
 
@@ -64,10 +67,25 @@ def ours_tok_s(model_dir: Path, prompts) -> float:
         serve.shutdown()
 
 
+def bare_tok_s(model_dir: Path, prompts) -> float:
+    """vLLM's own OpenAI server, same engine args and load as ours."""
+    port = free_port()
+    proc = start_bare_vllm(model_dir, MODEL, port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_completion(url, MODEL)
+        asyncio.run(run_load(url, MODEL, prompts[:4], 4))
+        return asyncio.run(run_load(url, MODEL, prompts, 32))["tok_s"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=64)
     parser.add_argument("--sequential", type=int, default=8, help="prompts for the (slow) sequential HF baseline")
+    parser.add_argument("--no-bare", action="store_true", help="skip the bare vLLM server row")
     args = parser.parse_args()
     logging.getLogger("httpx").setLevel(logging.WARNING)
     work = Path(os.environ.get("LLMOPS_BENCH_DIR") or tempfile.mkdtemp(prefix="serve-bench-"))
@@ -75,10 +93,13 @@ def main() -> None:
     prompts = make_prompts(model_dir, args.requests)
     seq = hf_tok_s(model_dir, prompts, 1, args.sequential)
     static = hf_tok_s(model_dir, prompts, 32, args.requests)
+    bare = None if args.no_bare else bare_tok_s(model_dir, prompts)
     ours = ours_tok_s(model_dir, prompts)
     rows = [("HF generate, sequential", f"{seq:.0f}", "1.00x"),
-            ("HF generate, static batch 32", f"{static:.0f}", f"{static / seq:.2f}x"),
-            ("ours, 32 streams", f"{ours:.0f}", f"{ours / seq:.2f}x")]
+            ("HF generate, static batch 32", f"{static:.0f}", f"{static / seq:.2f}x")]
+    if bare is not None:
+        rows.append(("bare vLLM server, 32 streams", f"{bare:.0f}", f"{bare / seq:.2f}x"))
+    rows.append(("ours, 32 streams", f"{ours:.0f}", f"{ours / seq:.2f}x"))
     print(f"\nserve_vs_hf: 128-token prompts -> {OUTPUT_TOKENS} tokens")
     print(table(rows, ("path", "out tok/s", "vs sequential")))
     print(f"targets: >= 8x sequential: {ours / seq >= 8} ({ours / seq:.1f}x); "
