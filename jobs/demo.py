@@ -1,7 +1,7 @@
 """`make demo` / `make down`: run the pipeline job on a local Ray head, or stop everything.
 
     python jobs/demo.py [up] [key=value ...]   # start a head if none runs, submit jobs/pipeline.py
-    python jobs/demo.py down                   # stop the Serve app and the Ray head
+    python jobs/demo.py down                   # stop the Serve app and the Ray head (only that head)
 
 ``up`` starts the head with this environment's ``ray`` (``.venv/bin/ray start --head``) so the
 job runs under the project's interpreter, submits ``jobs/pipeline.py`` with ``ray job
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -23,6 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # the venv's bin: ray, serve and python of this environment
 DASHBOARD = "http://127.0.0.1:8265"
+HEAD_PORT = 6379  # the demo head's GCS port; other local Ray instances (tests, notebooks) use random ones
 # Not uploaded with --working-dir: environments, workspaces, caches, VCS data.
 EXCLUDES = [".venv", ".llmops", ".git", "mlruns", "**/__pycache__", "*.egg-info", ".pytest_cache",
             "benchmarks/results", "*.log"]
@@ -46,7 +48,7 @@ def _env() -> dict[str, str]:
 
 def head_running() -> bool:
     """Whether a Ray head answers on this machine (``ray status``)."""
-    res = subprocess.run([str(BIN / "ray"), "status", "--address", "127.0.0.1:6379"], env=_env(),
+    res = subprocess.run([str(BIN / "ray"), "status", "--address", f"127.0.0.1:{HEAD_PORT}"], env=_env(),
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return res.returncode == 0
 
@@ -55,7 +57,7 @@ def start_head() -> None:
     print("[demo] starting a local Ray head (2 CPUs, dashboard on 127.0.0.1:8265)", flush=True)
     # The job agent's HTTP port defaults to 52365 for every Ray instance on the machine; a free
     # one keeps job submission working beside other local Ray instances (tests, notebooks).
-    subprocess.run([str(BIN / "ray"), "start", "--head", "--num-cpus=2", "--dashboard-host=127.0.0.1",
+    subprocess.run([str(BIN / "ray"), "start", "--head", f"--port={HEAD_PORT}", "--num-cpus=2", "--dashboard-host=127.0.0.1",
                     f"--dashboard-agent-listen-port={_free_port()}", "--disable-usage-stats"], env=_env(), check=True)
 
 
@@ -147,12 +149,87 @@ def _submit(cmd: list[str]) -> tuple[int, dict | None, bool]:
     return code, final, no_agent and code != 0
 
 
+_SESSION = re.compile(r"session_\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}_\d+_\d+")
+
+
+def head_processes(port: int = HEAD_PORT) -> list:
+    """The processes of the Ray instance whose GCS listens on ``port``, and all they spawned.
+
+    Ray's processes name their GCS in their command line (``--gcs-address=IP:PORT`` for the
+    raylet, dashboard, agents and workers; ``--gcs_server_port=PORT`` for a GCS started with
+    an explicit port) and all carry the instance's session name (``session_<date>_<pid>``,
+    in their log and socket paths), which finds the rest, e.g. a GCS on a dynamic port.
+    Replicas' vLLM engine processes are descendants. Other Ray instances on the machine (a
+    test session, a benchmark) have other ports and sessions and are left alone, unlike with
+    ``ray stop``, which stops every Ray process of the user.
+    """
+    import psutil
+
+    def names_port(cmdline: list[str]) -> bool:
+        for i, arg in enumerate(cmdline):
+            key, _, value = arg.partition("=")
+            if not _ and i + 1 < len(cmdline):
+                value = cmdline[i + 1]
+            if key in ("--gcs-address", "--gcs_address") and value.rsplit(":", 1)[-1] == str(port):
+                return True
+            if key == "--gcs_server_port" and value == str(port):
+                return True
+        return False
+
+    cmdlines: dict[int, tuple] = {}
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        if proc.pid != os.getpid():
+            cmdlines[proc.pid] = (proc, proc.info["cmdline"] or [])
+    roots = {pid: proc for pid, (proc, cmd) in cmdlines.items() if names_port(cmd)}
+    sessions = {m for pid in roots for m in _SESSION.findall(" ".join(cmdlines[pid][1]))}
+    if sessions:
+        for pid, (proc, cmd) in cmdlines.items():
+            if set(_SESSION.findall(" ".join(cmd))) & sessions:
+                roots.setdefault(pid, proc)
+    found = dict(roots)
+    for proc in roots.values():
+        try:
+            for child in proc.children(recursive=True):
+                found.setdefault(child.pid, child)
+        except psutil.NoSuchProcess:
+            continue
+    return list(found.values())
+
+
+def stop_head(port: int = HEAD_PORT, grace_s: float = 15.0) -> int:
+    """SIGTERM the head's processes, SIGKILL what is left after ``grace_s``; returns how many."""
+    import psutil
+
+    procs = head_processes(port)
+    for proc in procs:
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    # `ray.init()` without an address would try the stopped head otherwise.
+    from ray._common.utils import get_ray_address_file, reset_ray_address
+
+    address_file = Path(get_ray_address_file(None))
+    address = address_file.read_text().strip() if address_file.exists() else ""
+    if address.rsplit(":", 1)[-1] == str(port):
+        reset_ray_address()
+    return len(procs)
+
+
 def down() -> int:
-    """Stop the Serve apps (graceful: replicas flush their logs) and the local Ray head."""
+    """Stop the Serve apps (graceful: replicas flush their logs), then the demo's Ray head."""
     env = _env()
     if head_running():
         subprocess.run([str(BIN / "serve"), "shutdown", "-y", "--address", DASHBOARD], env=env)
-    subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env)
+    stopped = stop_head()
+    print(f"[demo] stopped {stopped} process(es) of the Ray head on port {HEAD_PORT}", flush=True)
     return 0
 
 

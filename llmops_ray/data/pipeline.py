@@ -65,11 +65,16 @@ class IngestConfig(StrictModel):
     """CPUs reserved by each read/clean task. Reading and cleaning cost well under a
     millisecond per document, so few, long-lived workers beat many: at 0.25 a 2-core
     machine starts 8 worker processes whose imports alone took twice the reading time."""
-    files_per_task: int = Field(64, ge=1)
-    """Files read by one read task (one Ray Data batch)."""
-    docs_per_embed_call: int = Field(64, ge=1)
-    """Documents chunked and embedded per call of an embedding actor (all their chunks go
-    through one ``encode``, sorted by length)."""
+    files_per_task: int = Field(512, ge=1)
+    """Most files read by one read task (one Ray Data block). Fewer, larger tasks: on 2 cores
+    10,000 small files read in 3.9 s as 20 tasks and in 8.3 s as 157 (64 files each), and
+    the driver collected their dedup columns in 0.2 s instead of 1.6 s. A small corpus is
+    still split over every read slot of the cluster (CPUs / ``read_num_cpus``)."""
+    docs_per_embed_call: int = Field(256, ge=1)
+    """Documents chunked and embedded per call of an embedding actor. All their chunks go
+    through one ``encode``, which sorts them by length before batching, so a larger call
+    pads less: one MiniLM thread embedded 22 chunks/s in calls of 64 documents and 27 in
+    calls of 256 (512 and 1024 gave no more, and a larger last call idles the other actors)."""
     ray_progress_bars: bool = False
     """Show Ray Data's own progress bars (stderr) in addition to our progress lines."""
 
@@ -307,14 +312,15 @@ def ingest(
     docs_ds = None
     meta_rows: list[dict] = []
     if files:
-        blocks = max(1, min(len(files), math.ceil(len(files) / config.files_per_task)))
+        read_slots = max(1, int(ray.cluster_resources().get("CPU", 1) / config.read_num_cpus))
+        blocks = min(len(files), max(read_slots, math.ceil(len(files) / config.files_per_task)))
         docs_ds = (
             # Workers read the absolute path (their working directory may differ); the
             # documents are labelled with the path as given.
             ray.data.from_items([{"path": str(Path(f).resolve()), "source": f} for f in files], override_num_blocks=blocks)
             .map_batches(
                 read_clean_batch,
-                batch_size=config.files_per_task,
+                batch_size=None,  # one call per block: its files
                 batch_format="pyarrow",
                 num_cpus=config.read_num_cpus,
                 fn_kwargs={"quality": config.quality.model_dump(), "mask_pii": config.mask_pii, "num_perm": config.minhash_perms},
