@@ -41,6 +41,13 @@ def hf_tok_s(model_dir: Path, prompts, batch: int, limit: int) -> float:
     return len(prompts) * OUTPUT_TOKENS / (time.perf_counter() - start)
 
 
+def load_32(url: str, prompts) -> float:
+    """Output tok/s of the prompts at 32 concurrent streams, once the server answers (warmed up)."""
+    wait_completion(url, MODEL)
+    asyncio.run(run_load(url, MODEL, prompts[:4], 4))
+    return asyncio.run(run_load(url, MODEL, prompts, 32))["tok_s"]
+
+
 def ours_tok_s(model_dir: Path, prompts) -> float:
     from ray import serve
 
@@ -58,11 +65,8 @@ def ours_tok_s(model_dir: Path, prompts) -> float:
                     **shipped_model_settings()}],
     })
     start_app(config, wait=False)
-    url = f"http://127.0.0.1:{port}"
     try:
-        wait_completion(url, MODEL)
-        asyncio.run(run_load(url, MODEL, prompts[:4], 4))
-        return asyncio.run(run_load(url, MODEL, prompts, 32))["tok_s"]
+        return load_32(f"http://127.0.0.1:{port}", prompts)
     finally:
         serve.shutdown()
 
@@ -71,11 +75,8 @@ def bare_tok_s(model_dir: Path, prompts) -> float:
     """vLLM's own OpenAI server, same engine args and load as ours."""
     port = free_port()
     proc = start_bare_vllm(model_dir, MODEL, port)
-    url = f"http://127.0.0.1:{port}"
     try:
-        wait_completion(url, MODEL)
-        asyncio.run(run_load(url, MODEL, prompts[:4], 4))
-        return asyncio.run(run_load(url, MODEL, prompts, 32))["tok_s"]
+        return load_32(f"http://127.0.0.1:{port}", prompts)
     finally:
         proc.terminate()
         proc.wait(timeout=60)
