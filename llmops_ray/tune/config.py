@@ -88,8 +88,9 @@ class TuneSearchConfig(StrictModel):
     """Reports (training iterations = checkpoints, final one included) a full trial makes; ASHA's top rung."""
     grace_period: int = Field(1, ge=1)
     """ASHA: reports every trial gets before it may be stopped."""
-    reduction_factor: float = Field(2.0, gt=1)
-    """ASHA: 1/reduction_factor of the trials go on at each rung."""
+    reduction_factor: float = Field(3.0, gt=1)
+    """ASHA: 1/reduction_factor of the trials go on at each rung (rungs at grace_period x
+    reduction_factor^k). 3 is the ASHA paper's usual eta; Ray's own default is 4."""
     max_concurrent_trials: int = Field(2, ge=1)
     """Trials running at once (on 2 CPUs: 2, one worker each)."""
     num_workers: int = Field(1, ge=1)

@@ -44,7 +44,7 @@ def test_asha_search_registers_best_trial_and_resumes(ray_session, tiny_model_di
     assert all(t["error"] is None for t in out["trials"])
     best = out["best"]
     assert best["completed"] and best["last"] is not None and best["iterations"] == 2
-    # ASHA (grace 1, reduction 2) spends at most what 4 full trials would.
+    # ASHA (grace 1) spends at most what 4 full trials would.
     assert 4 <= out["total_iterations"] <= 4 * 2
     assert min(t["last"] for t in out["trials"] if t["completed"]) == best["last"]
 
