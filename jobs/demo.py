@@ -152,6 +152,16 @@ def _submit(cmd: list[str]) -> tuple[int, dict | None, bool]:
 _SESSION = re.compile(r"session_\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}_\d+_\d+")
 
 
+def _is_ray_program(cmdline: list[str]) -> bool:
+    """A Ray binary (gcs_server, raylet), a Python script of the ray package, or a process
+    that renamed itself the Ray way (``ray::<actor>``, ``ray-dashboard-<module>``)."""
+    if not cmdline:
+        return False
+    if cmdline[0].startswith(("ray::", "ray-dashboard")):
+        return True
+    return any(f"{os.sep}ray{os.sep}" in arg and "site-packages" in arg for arg in cmdline[:3])
+
+
 def head_processes(port: int = HEAD_PORT) -> list:
     """The processes of the Ray instance whose GCS listens on ``port``, and all they spawned.
 
@@ -167,8 +177,8 @@ def head_processes(port: int = HEAD_PORT) -> list:
 
     def names_port(cmdline: list[str]) -> bool:
         for i, arg in enumerate(cmdline):
-            key, _, value = arg.partition("=")
-            if not _ and i + 1 < len(cmdline):
+            key, sep, value = arg.partition("=")
+            if not sep and i + 1 < len(cmdline):
                 value = cmdline[i + 1]
             if key in ("--gcs-address", "--gcs_address") and value.rsplit(":", 1)[-1] == str(port):
                 return True
@@ -184,7 +194,8 @@ def head_processes(port: int = HEAD_PORT) -> list:
     sessions = {m for pid in roots for m in _SESSION.findall(" ".join(cmdlines[pid][1]))}
     if sessions:
         for pid, (proc, cmd) in cmdlines.items():
-            if set(_SESSION.findall(" ".join(cmd))) & sessions:
+            # Only Ray's own programs: an editor or `tail` on the session's log files is not one.
+            if _is_ray_program(cmd) and set(_SESSION.findall(" ".join(cmd))) & sessions:
                 roots.setdefault(pid, proc)
     found = dict(roots)
     for proc in roots.values():

@@ -44,7 +44,9 @@ def _wait_children(proc: subprocess.Popen, n: int) -> list[psutil.Process]:
 def test_stop_head_stops_that_gcs_port_and_descendants_only(demo):
     port, other_port = 61234, 61235
     session = "session_2026-01-02_03-04-05_123456_789"
-    gcs = _sleeper("--gcs_server_port=0", f"--log_dir=/tmp/ray/{session}/logs")  # found by its session
+    gcs = _sleeper(f"--gcs_server_port={port}", f"--log_dir=/tmp/ray/{session}/logs")
+    # Not a Ray program, though it names the session (like `tail` on its logs): left alone.
+    reader = _sleeper(f"/tmp/ray/{session}/logs/raylet.out")
     raylet = _sleeper("--gcs-address", f"127.0.0.1:{port}", f"--session-name={session}", spawn_child=True)
     worker = _wait_children(raylet, 1)[0]  # a worker below it
     other = _sleeper(f"--gcs-address=127.0.0.1:{other_port}", "--session-name=session_2026-01-02_03-04-05_1_2")
@@ -52,15 +54,16 @@ def test_stop_head_stops_that_gcs_port_and_descendants_only(demo):
     try:
         found = {p.pid for p in demo.head_processes(port)}
         assert {gcs.pid, raylet.pid, worker.pid} <= found
-        assert other.pid not in found and similar.pid not in found
+        assert other.pid not in found and similar.pid not in found and reader.pid not in found
 
         assert demo.stop_head(port, grace_s=5) >= 3
         for proc in (gcs, raylet):
             assert proc.wait(timeout=10) is not None
         assert not psutil.pid_exists(worker.pid) or psutil.Process(worker.pid).status() == psutil.STATUS_ZOMBIE
         assert other.poll() is None and similar.poll() is None  # the other instances keep running
+        assert reader.poll() is None
     finally:
-        for proc in (gcs, raylet, other, similar):
+        for proc in (gcs, raylet, other, similar, reader):
             proc.kill()
             proc.wait(timeout=10)
         if psutil.pid_exists(worker.pid):
@@ -68,8 +71,9 @@ def test_stop_head_stops_that_gcs_port_and_descendants_only(demo):
 
 
 def test_real_ray_processes_are_found_by_their_gcs_port(demo, ray_session):
-    """The command-line convention the stop relies on holds for a real Ray instance
-    (this session's, which is only looked at, not stopped)."""
+    """The command-line conventions the stop relies on hold for a real Ray instance (this
+    session's, which is only looked at, not stopped): its GCS, on a dynamic port, is found
+    through the session name."""
     port = int(ray_session.get_runtime_context().gcs_address.rsplit(":", 1)[1])
     names = " ".join(" ".join(p.cmdline()) for p in demo.head_processes(port))
     assert "gcs_server" in names and "raylet" in names
