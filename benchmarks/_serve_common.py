@@ -30,6 +30,20 @@ def shipped_model_settings() -> dict:
     return {k: spec[k] for k in keys if k in spec}
 
 
+def ours_config(name: str, model_dir: Path, port: int, model_overrides: dict | None = None, model_id: str = "bench"):
+    """Our Serve app for the benchmarks: the bench model alone behind the gateway, with the
+    benchmark engine args and the shipped streaming settings (plus any overrides)."""
+    from llmops_ray.config import build_config
+    from llmops_ray.serve.config import ServeAppConfig
+
+    return build_config(ServeAppConfig, {
+        "name": name, "http": {"port": port}, "gateway": {"num_cpus": 0.1, "embeddings": False},
+        "models": [{"model_id": model_id, "source": str(model_dir), "num_cpus": 0, "engine_kwargs": ENGINE,
+                    "max_ongoing_requests": 64, "autoscaling": {"target_ongoing_requests": 64},
+                    **shipped_model_settings(), **(model_overrides or {})}],
+    })
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _serve_common import ENGINE, shipped_model_settings, build_bench_model, free_port, make_prompts, run_load, start_bare_vllm, table, wait_completion
+from _serve_common import ENGINE, build_bench_model, free_port, make_prompts, ours_config, run_load, start_bare_vllm, table, wait_completion
 
 MODEL = "bench"
 
@@ -42,18 +42,10 @@ def measure(url: str, prompts, levels, repeat: int = 3) -> dict[int, dict]:
 def bench_ours(model_dir: Path, prompts, levels, repeat: int, model_overrides: dict | None = None) -> dict:
     from ray import serve
 
-    from llmops_ray.config import build_config
     from llmops_ray.serve.app import start_app
-    from llmops_ray.serve.config import ServeAppConfig
 
     port = free_port()
-    config = build_config(ServeAppConfig, {
-        "name": "bench-ours", "http": {"port": port}, "gateway": {"num_cpus": 0.1, "embeddings": False},
-        "models": [{"model_id": MODEL, "source": str(model_dir), "num_cpus": 0, "engine_kwargs": ENGINE,
-                    "max_ongoing_requests": 64, "autoscaling": {"target_ongoing_requests": 64},
-                    **shipped_model_settings(), **(model_overrides or {})}],
-    })
-    start_app(config, wait=False)
+    start_app(ours_config("bench-ours", model_dir, port, model_overrides), wait=False)
     try:
         return measure(f"http://127.0.0.1:{port}", prompts, levels, repeat)
     finally:

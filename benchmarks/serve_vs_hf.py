@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from _serve_common import (ENGINE, OUTPUT_TOKENS, build_bench_model, free_port, make_prompts, run_load, shipped_model_settings,
-                           start_bare_vllm, table, wait_completion)
+from _serve_common import (OUTPUT_TOKENS, build_bench_model, free_port, make_prompts, ours_config, run_load, start_bare_vllm,
+                           table, wait_completion)
 
 MODEL = "bench"
 
@@ -52,19 +52,11 @@ def ours_tok_s(model_dir: Path, prompts) -> float:
     from ray import serve
 
     from llmops_ray.cluster import init_ray
-    from llmops_ray.config import build_config
     from llmops_ray.serve.app import start_app
-    from llmops_ray.serve.config import ServeAppConfig
 
     init_ray(num_cpus=os.cpu_count() or 2, log_to_driver=False)
     port = free_port()
-    config = build_config(ServeAppConfig, {
-        "name": "bench-vs-hf", "http": {"port": port}, "gateway": {"num_cpus": 0.1, "embeddings": False},
-        "models": [{"model_id": MODEL, "source": str(model_dir), "num_cpus": 0, "engine_kwargs": ENGINE,
-                    "max_ongoing_requests": 64, "autoscaling": {"target_ongoing_requests": 64},
-                    **shipped_model_settings()}],
-    })
-    start_app(config, wait=False)
+    start_app(ours_config("bench-vs-hf", model_dir, port), wait=False)
     try:
         return load_32(f"http://127.0.0.1:{port}", prompts)
     finally:
