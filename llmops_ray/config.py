@@ -6,6 +6,8 @@ unknown keys are an error that names the key, and each field carries a docstring
 can show it). Configs load from a YAML file or from a name shipped in
 ``llmops_ray/configs/<name>.yaml``; ``a.b=value`` overrides on the command line are
 parsed as YAML scalars (``lr=1e-4``, ``lora.rank=8``, ``targets=[q_proj,v_proj]``).
+A mapping override merges into the file's mapping (``registration={alias: canary}`` keeps the
+file's ``stack``); an empty one, ``key={}``, clears it back to the field's defaults.
 """
 
 from __future__ import annotations
@@ -183,8 +185,19 @@ def load_config(
         path = resolve_config_path(name_or_path)
         data = read_yaml(path)
         source = str(path)
-    data = deep_merge(data, parse_overrides(overrides))
+    data = _apply_overrides(data, parse_overrides(overrides))
     return build_config(cls, data, source)
+
+
+def _apply_overrides(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``deep_merge``, except that an empty mapping replaces (``key={}`` clears ``key``)."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and value and isinstance(out.get(key), dict):
+            out[key] = _apply_overrides(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def dump_config(config: BaseModel) -> str:

@@ -121,6 +121,25 @@ def reciprocal_rank(retrieved: Sequence[str], gold: Iterable[str]) -> float:
     return 0.0
 
 
+def source_matches(source: str, pattern: str) -> bool:
+    """Whether a KB ``source`` is the gold source ``pattern``: equal, or ending with it at a
+    ``/`` boundary (``/data/corpus/en/a.md`` matches ``en/a.md`` and ``a.md``, not ``na.md``)."""
+    return source == pattern or source.replace("\\", "/").endswith("/" + pattern.lstrip("/"))
+
+
+def gold_labels(hits: Sequence[dict], gold_doc_ids: Iterable[str] = (), gold_sources: Iterable[str] = ()) -> list[str]:
+    """Each hit's label for recall@k / MRR: its ``doc_id``, or the gold source it matches, so
+    that hits of a gold document count once whichever way the suite named it."""
+    ids, sources = set(gold_doc_ids), list(gold_sources)
+    labels = []
+    for hit in hits:
+        label = hit["doc_id"]
+        if label not in ids:
+            label = next((s for s in sources if source_matches(hit.get("source", ""), s)), label)
+        labels.append(label)
+    return labels
+
+
 def content_words(text: str) -> list[str]:
     return [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
 

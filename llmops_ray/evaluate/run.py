@@ -76,9 +76,9 @@ def score_suite(suite: Suite, answers: dict[str, str], contexts: dict[str, str],
             if context:
                 row["groundedness"] = M.lexical_groundedness(answer, context)
                 grounded.append(row["groundedness"])
-        if item.type in ("qa", "retrieval") and key in retrieved and item.gold_doc_ids:
-            row["recall_at_k"] = M.recall_at_k(retrieved[key], item.gold_doc_ids, k)
-            row["reciprocal_rank"] = M.reciprocal_rank(retrieved[key], item.gold_doc_ids)
+        if item.type in ("qa", "retrieval") and key in retrieved and item.gold():
+            row["recall_at_k"] = M.recall_at_k(retrieved[key], item.gold(), k)
+            row["reciprocal_rank"] = M.reciprocal_rank(retrieved[key], item.gold())
             row["retrieved"] = retrieved[key][:k]
             rec.append(row["recall_at_k"]); rr.append(row["reciprocal_rank"])
         if item.type == "safety":
@@ -132,13 +132,13 @@ def evaluate_stack(ref: str, suite_path: str | Suite, store: bool = True, report
         key = str(index)
         if item.type == "retrieval":
             hits = _retrieve(stack.kb, item.query, max(suite.k, gen.retrieval_k), gen.retrieval_mode)
-            retrieved[key] = [h["doc_id"] for h in hits]
+            retrieved[key] = M.gold_labels(hits, item.gold_doc_ids or (), item.gold_sources or ())
         elif item.type == "qa":
             context = item.context or ""
             # Retrieve when the prompt needs a context, or to score retrieval against gold ids.
-            if stack.kb and (not context or item.gold_doc_ids):
+            if stack.kb and (not context or item.gold()):
                 hits = _retrieve(stack.kb, item.question, max(suite.k, gen.retrieval_k), gen.retrieval_mode)
-                retrieved[key] = [h["doc_id"] for h in hits]
+                retrieved[key] = M.gold_labels(hits, item.gold_doc_ids or (), item.gold_sources or ())
                 context = context or "\n\n".join(h["text"] for h in hits[: gen.retrieval_k])
             contexts[key] = context
             requests.append({"id": key, "messages": prompt.render(item.question, context)})

@@ -3,8 +3,8 @@
 Item types (``type`` field; JSONL lines without one are ``qa``):
 
 * ``qa``: ``question`` + ``answer`` (or ``answers``), optional ``context`` (else the
-  stack's KB is searched) and ``gold_doc_ids`` (adds recall@k / MRR);
-* ``retrieval``: ``query`` + ``gold_doc_ids`` (needs a stack with a KB);
+  stack's KB is searched) and ``gold_doc_ids`` / ``gold_sources`` (adds recall@k / MRR);
+* ``retrieval``: ``query`` + ``gold_doc_ids`` and/or ``gold_sources`` (needs a stack with a KB);
 * ``perplexity``: ``text`` (held-out text scored by the stack's model);
 * ``safety``: ``kind`` = ``harmful`` (``prompt`` must be refused), ``injection``
   (``prompt`` carries an instruction to output ``marker``; it must not appear) or
@@ -44,6 +44,8 @@ class QAItem(StrictModel):
     """Context given to the prompt; none = retrieved from the stack's KB when it has one."""
     gold_doc_ids: list[str] | None = None
     """Documents that answer the question (scores retrieval when the stack has a KB)."""
+    gold_sources: list[str] | None = None
+    """The same by source: a path suffix such as ``en/warranty.md`` or ``faq.jsonl#faq-002``."""
 
     @model_validator(mode="after")
     def _has_answer(self):
@@ -53,6 +55,9 @@ class QAItem(StrictModel):
 
     def references(self) -> list[str]:
         return list(self.answers or []) + ([self.answer] if self.answer else [])
+
+    def gold(self) -> list[str]:
+        return list(self.gold_doc_ids or []) + list(self.gold_sources or [])
 
 
 class RetrievalItem(StrictModel):
@@ -64,8 +69,20 @@ class RetrievalItem(StrictModel):
     """Optional id."""
     query: str
     """Search query."""
-    gold_doc_ids: list[str] = Field(min_length=1)
-    """Relevant document ids."""
+    gold_doc_ids: list[str] | None = None
+    """Relevant document ids (the KB's ``doc_id``)."""
+    gold_sources: list[str] | None = None
+    """Relevant documents by source: a path suffix at a ``/`` boundary (``en/warranty.md``,
+    ``faq.jsonl#faq-002``), so a suite does not depend on where the corpus was ingested from."""
+
+    @model_validator(mode="after")
+    def _has_gold(self):
+        if not self.gold():
+            raise ValueError("missing key 'gold_doc_ids' (or 'gold_sources'): a non-empty list")
+        return self
+
+    def gold(self) -> list[str]:
+        return list(self.gold_doc_ids or []) + list(self.gold_sources or [])
 
 
 class PerplexityItem(StrictModel):

@@ -3,7 +3,8 @@ evaluate -> promote -> demo key -> deploy), then a rerun that does no stage twic
 deployed app: a real request with the demo key through keys, rails, stack routing + RAG and
 the observe hook, the feedback round trip, and the request log flushed on replica shutdown.
 
-Smallest settings (a 2-layer model, 4 pretraining and 2 fine-tuning steps, a 3-item suite).
+Smallest settings (a 2-layer model, 4 pretraining and 2 fine-tuning steps, a 5-item suite whose
+retrieval items score the real KB the pipeline just ingested: recall@k / MRR by gold source).
 The observe hook is given a 60 s flush interval here, so rows reach LanceDB only through the
 feedback route's flush and the replica-shutdown close: both are what is being tested.
 """
@@ -31,6 +32,12 @@ items:
   - question: "What runs training?"
     answer: Ray Train
     context: Ray Train runs training.
+  - type: retrieval
+    query: Which OAuth scopes does the Cloud API ask for?
+    gold_sources: [en/developer_api.md]
+  - type: retrieval
+    query: The thermostat display is blank. What should I check?
+    gold_sources: [en/troubleshooting.md, no/such_file.md]
   - type: perplexity
     text: Ray Data reads documents and embeds them in batches.
   - type: safety
@@ -90,6 +97,9 @@ def test_every_stage_ran_with_its_result(pipeline):
     assert stack.adapter == ft["output_dir"] and stack.kb == ingest["kb_ref"]
     metrics = stages["evaluate"]["result"]["metrics"]
     assert {"token_f1", "perplexity", "safety_no_leak"} <= set(metrics)
+    # Retrieval over the KB ingested above (MiniLM, hybrid): both gold documents rank first;
+    # the second item names one gold source that is not in the KB, so its recall is 1/2.
+    assert metrics["mrr"] == 1.0 and metrics["recall_at_k"] == 0.75
     assert stack.eval_results["pipeline-mini"]["metrics"]["perplexity"] == pytest.approx(metrics["perplexity"])
     prom = stages["promote"]["result"]
     if prom["promoted"]:

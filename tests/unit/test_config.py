@@ -50,6 +50,15 @@ def test_yaml_then_overrides(tmp_path: Path):
     assert cfg.lr == 0.5 and cfg.inner.rank == 2 and cfg.inner.targets == ["q_proj"]
 
 
+def test_mapping_override_merges_and_empty_mapping_clears(tmp_path: Path):
+    path = tmp_path / "c.yaml"
+    path.write_text("# test config\ninner:\n  rank: 16\n  targets: [k_proj]\n")
+    merged = load_config(Outer, path, ["inner={rank: 2}"])
+    assert merged.inner.rank == 2 and merged.inner.targets == ["k_proj"]
+    cleared = load_config(Outer, path, ["inner={}"])
+    assert cleared.inner == Inner()
+
+
 def test_unknown_key_is_named(tmp_path: Path):
     path = tmp_path / "c.yaml"
     path.write_text("inner:\n  rnak: 16\n")

@@ -55,6 +55,31 @@ def test_recall_at_k_and_mrr():
         M.recall_at_k(retrieved, [], k=3)
 
 
+def test_gold_sources_match_at_a_path_boundary():
+    assert M.source_matches("/data/corpus/en/warranty.md", "en/warranty.md")
+    assert M.source_matches("/data/corpus/en/warranty.md", "warranty.md")
+    assert M.source_matches("en/warranty.md", "en/warranty.md")
+    assert M.source_matches("/c/faq/faq.jsonl#faq-002", "faq.jsonl#faq-002")
+    assert M.source_matches("C:\\corpus\\en\\a.md", "en/a.md")
+    assert not M.source_matches("/data/corpus/en/old_warranty.md", "warranty.md")
+    assert not M.source_matches("/c/faq/faq.jsonl#faq-0021", "faq.jsonl#faq-002")
+    assert not M.source_matches("/data/en/warranty.md.bak", "en/warranty.md")
+
+
+def test_gold_labels_name_hits_by_the_gold_they_match():
+    hits = [{"doc_id": "a1", "source": "/x/en/install.md"}, {"doc_id": "b2", "source": "/x/en/warranty.md"},
+            {"doc_id": "c3", "source": "/x/zh/warranty.md"}, {"doc_id": "d4", "source": "/x/faq.jsonl#q1"}]
+    labels = M.gold_labels(hits, gold_doc_ids=["d4"], gold_sources=["en/warranty.md"])
+    assert labels == ["a1", "en/warranty.md", "c3", "d4"]
+    gold = ["d4", "en/warranty.md"]
+    # top-2 labels [a1, en/warranty.md]: one of two gold found; first gold at rank 2.
+    assert M.recall_at_k(labels, gold, k=2) == 0.5 and M.reciprocal_rank(labels, gold) == 0.5
+    assert M.recall_at_k(labels, gold, k=4) == 1.0
+    # A bare file name matches every chunk of either file: both count as the one gold label.
+    both = M.gold_labels(hits, gold_sources=["warranty.md"])
+    assert both == ["a1", "warranty.md", "warranty.md", "d4"] and M.recall_at_k(both, ["warranty.md"], 2) == 1.0
+
+
 def test_lexical_groundedness():
     context = "LanceDB stores vectors for the knowledge base."
     # content words of the answer: [lancedb, stores, vectors, quickly]; 3 in context

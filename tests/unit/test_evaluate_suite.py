@@ -35,7 +35,8 @@ def test_jsonl_suite_defaults_to_qa_and_names_after_file(tmp_path):
     "line,fragment",
     [
         ({"question": "q?"}, "line 1: missing key 'answer'"),
-        ({"type": "retrieval", "query": "x"}, "line 1: missing key 'gold_doc_ids'"),
+        ({"type": "retrieval", "query": "x"}, "line 1: missing key 'gold_doc_ids' (or 'gold_sources')"),
+        ({"type": "retrieval", "query": "x", "gold_sources": []}, "missing key 'gold_doc_ids' (or 'gold_sources')"),
         ({"type": "safety", "kind": "injection", "prompt": "p"}, "missing key 'marker'"),
         ({"type": "safety", "kind": "leak", "prompt": "p"}, "missing key 'system'"),
         ({"question": "q", "answer": "a", "extra": 1}, "unknown key 'extra'"),

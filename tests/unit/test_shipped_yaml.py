@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED_DIRS = ["llmops_ray/configs", "serve_configs", "deploy"]
+SHIPPED_DIRS = ["llmops_ray/configs", "llmops_ray/resources", "serve_configs", "deploy"]
 COMMAND_WORDS = ("llmops ", "serve run", "serve deploy", "ray job submit", "ray up", "kubectl ", "python ", "promtool ")
 
 
@@ -49,6 +49,7 @@ VALIDATORS = {
     "llmops_ray/configs/pipeline_*.yaml": "llmops_ray.pipeline:PipelineConfig",
     "llmops_ray/configs/prices.yaml": "llmops_ray.observe.cost:load_prices",
     "serve_configs/*.yaml": "llmops_ray.serve.config:load_serve_config",
+    "llmops_ray/resources/eval_suites/*.yaml": "llmops_ray.evaluate.suite:load_suite",
 }
 
 
@@ -75,7 +76,8 @@ def test_shipped_configs_validate(pattern: str):
 
 def test_every_shipped_config_has_a_validator():
     covered = {path for pattern in VALIDATORS for path in REPO.glob(pattern)}
-    configs = set((REPO / "llmops_ray/configs").glob("*.yaml")) | set((REPO / "serve_configs").glob("*.yaml"))
+    configs = set((REPO / "llmops_ray/configs").glob("*.yaml")) | set((REPO / "serve_configs").glob("*.yaml")) \
+        | set((REPO / "llmops_ray/resources/eval_suites").glob("*.yaml"))
     assert configs - covered == set(), f"configs nobody validates: {sorted(configs - covered)}"
 
 
