@@ -315,8 +315,13 @@ def _say(progress: Progress, message: str) -> None:
 
 
 def _summary(result: dict[str, Any]) -> str:
+    """One line of a stage's scalar results, plus a flat mapping of numbers (the eval metrics)."""
     keep = {k: v for k, v in result.items() if isinstance(v, (str, int, float, bool)) or v is None}
-    return " ".join(f"{k}={v}" for k, v in list(keep.items())[:10])
+    line = " ".join(f"{k}={v}" for k, v in list(keep.items())[:10])
+    for key, value in result.items():
+        if isinstance(value, dict) and value and all(isinstance(v, (int, float)) for v in value.values()):
+            line += f" {key}: " + " ".join(f"{k}={v:.4g}" for k, v in value.items())
+    return line
 
 
 class Runner:

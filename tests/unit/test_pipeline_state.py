@@ -120,3 +120,12 @@ def test_missing_ingest_path_fails_before_anything_runs(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="does not exist"):
         run_pipeline(PipelineConfig.model_validate({"ingest": {"paths": [str(tmp_path / "nope")]}}))
     assert not (tmp_path / "ws" / "models" / "tiny-base").exists()
+
+
+def test_stage_summary_line_shows_scalars_and_metrics():
+    from llmops_ray.pipeline import _summary
+
+    line = _summary({"ref": "demo@3", "suite": "sample_kb", "report": None,
+                     "metrics": {"recall_at_k": 1.0, "mrr": 0.9375, "perplexity": 1234.5678},
+                     "dropped": {"too_short": ["a.md"]}})
+    assert line == "ref=demo@3 suite=sample_kb report=None metrics: recall_at_k=1 mrr=0.9375 perplexity=1235"
