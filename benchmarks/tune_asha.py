@@ -6,7 +6,7 @@ LoRA fine-tuning as the trainable (Ray Train inside Ray Tune). FIFO trains every
 trial-iterations each search spent, in the order results arrived, until its best
 validation loss came within 1% of FIFO's best. Target: ASHA <= 0.4x FIFO.
 
-    .venv/bin/python benchmarks/tune_asha.py [--samples 24] [--max-t 16] [--seeds 7,8]
+    .venv/bin/python benchmarks/tune_asha.py [--samples 24] [--max-t 16] [--seeds 7,8,9,10]
 
 The default budget is 24 trials of up to 16 iterations. Both schedulers train the first trial
 (or the first pair, at 2 concurrent trials) fully, and a trial ASHA lets through its rungs
@@ -17,7 +17,7 @@ six); at 24 x 16 a stopped trial costs ~1/6 of a full one. A seed whose first dr
 config still gives ~1.0x (nothing can reach the target without training it fully), so the
 figure is the ratio of the seeds' mean iterations; each seed's ratio is printed too.
 
-Runs in a temporary workspace (its own tiny model and SFT set): ~15 min per seed on 2 cores
+Runs in a temporary workspace (its own tiny model and SFT set): ~25 min per seed on 2 cores
 (mostly each trial's Train worker-group start-up).
 """
 
@@ -80,7 +80,7 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=24, help="trials per search")
     parser.add_argument("--max-t", type=int, default=16, help="iterations of a full trial")
     parser.add_argument("--steps-per-iter", type=int, default=2)
-    parser.add_argument("--seeds", default="7,8", help="comma-separated sampler seeds; the mean is reported")
+    parser.add_argument("--seeds", default="7,8,9,10", help="comma-separated sampler seeds; the mean is reported")
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="llmops-bench-tune-"))
