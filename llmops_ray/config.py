@@ -113,12 +113,13 @@ def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
     return result
 
 
-def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """Recursively merge ``extra`` into a copy of ``base``."""
+def deep_merge(base: dict[str, Any], extra: dict[str, Any], empty_replaces: bool = False) -> dict[str, Any]:
+    """Recursively merge ``extra`` into a copy of ``base``; with ``empty_replaces`` an empty
+    mapping in ``extra`` replaces instead of merging (``key={}`` overrides clear ``key``)."""
     out = dict(base)
     for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
+        if isinstance(value, dict) and (value or not empty_replaces) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value, empty_replaces)
         else:
             out[key] = value
     return out
@@ -185,19 +186,8 @@ def load_config(
         path = resolve_config_path(name_or_path)
         data = read_yaml(path)
         source = str(path)
-    data = _apply_overrides(data, parse_overrides(overrides))
+    data = deep_merge(data, parse_overrides(overrides), empty_replaces=True)
     return build_config(cls, data, source)
-
-
-def _apply_overrides(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """``deep_merge``, except that an empty mapping replaces (``key={}`` clears ``key``)."""
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and value and isinstance(out.get(key), dict):
-            out[key] = _apply_overrides(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def dump_config(config: BaseModel) -> str:
