@@ -2,7 +2,7 @@
 
 Public entry points (heavy imports happen on call):
 
-- ``finetune(config: FinetuneConfig, *, run_config=None, callbacks=None, cpus_per_worker=None) -> dict``
+- ``finetune(config: FinetuneConfig, *, run_config=None, callbacks=None, cpus_per_worker=None, shared=None) -> dict``
 - ``FinetuneConfig`` (``llmops_ray.train.config``), loadable with ``llmops_ray.config.load_config``.
 """
 

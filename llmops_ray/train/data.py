@@ -219,6 +219,13 @@ def split_counts(n: int, val_fraction: float, num_workers: int) -> tuple[int, in
     return n - n_val, n_val
 
 
+def sft_dataset_key(files_sha256: str, tokenizer_dir: str, settings, num_workers: int, seed: int) -> str:
+    """Everything the tokenized SFT datasets depend on, as one string: datasets built for one
+    fine-tuning config may be reused by another (the trials of a search) only when it is equal."""
+    return json.dumps({"sha256": files_sha256, "tokenizer": str(tokenizer_dir), "data": settings.model_dump(mode="json"),
+                       "num_workers": num_workers, "seed": seed}, sort_keys=True)
+
+
 def build_sft_datasets(files: list[str], tokenizer_dir: str, settings, num_workers: int, seed: int):
     """Read JSONL with Ray Data, tokenize with the chat template, split train/validation.
 

@@ -51,8 +51,41 @@ def check_config(config: FinetuneConfig) -> None:
         raise UserError("lora.target_modules is empty")
 
 
-def prepare(config: FinetuneConfig, cpus_per_worker: float | None = None) -> Prepared:
-    """Validate everything, start/join Ray, tokenize with Ray Data, and build the plan."""
+@dataclass
+class SharedDatasets:
+    """Tokenized, materialized datasets built once and handed to several fine-tuning runs
+    that read the same data the same way (the trials of a search): each run then skips its
+    own Ray Data tokenization (~10 s of a tiny trial's ~25 s start on 2 CPUs)."""
+
+    key: str
+    """:func:`llmops_ray.train.data.sft_dataset_key` of the config they were built for."""
+    train: Any
+    validation: Any
+    stats: dict[str, Any]
+
+
+def _dataset_key(config: FinetuneConfig, model_dir: str, sha256: str) -> str:
+    from llmops_ray.train.data import sft_dataset_key
+
+    return sft_dataset_key(sha256, model_dir, config.data, config.workers.num_workers, config.optim.seed)
+
+
+def build_shared_datasets(config: FinetuneConfig) -> SharedDatasets:
+    """Tokenize ``config``'s data once (on the driver's Ray) for runs that share it."""
+    from llmops_ray.cluster import init_ray
+    from llmops_ray.models.base import file_hash
+    from llmops_ray.train.data import build_sft_datasets, validate_dataset
+
+    model_dir = resolve_base_model(config.base_model)
+    info = validate_dataset(config.data.path, config.data.format)
+    sha256 = file_hash(info["files"])
+    init_ray()
+    train, val, stats = build_sft_datasets(info["files"], model_dir, config.data, config.workers.num_workers, config.optim.seed)
+    return SharedDatasets(_dataset_key(config, model_dir, sha256), train, val, stats)
+
+
+def prepare(config: FinetuneConfig, cpus_per_worker: float | None = None, shared: SharedDatasets | None = None) -> Prepared:
+    """Validate everything, start/join Ray, tokenize with Ray Data (or take ``shared``), and build the plan."""
     from llmops_ray.cluster import init_ray
     from llmops_ray.models.base import file_hash, load_tokenizer
     from llmops_ray.train.data import build_sft_datasets, validate_dataset
@@ -70,10 +103,16 @@ def prepare(config: FinetuneConfig, cpus_per_worker: float | None = None) -> Pre
     if config.method == "lora":
         _check_lora_targets(model_dir, config.lora.target_modules)
 
+    if shared is not None and shared.key != _dataset_key(config, model_dir, dataset_info["sha256"]):
+        raise ValueError(f"run {config.run_name!r}: the shared datasets were built for other data settings")
+
     init_ray()
-    train_ds, val_ds, stats = build_sft_datasets(
-        dataset_info["files"], model_dir, config.data, config.workers.num_workers, config.optim.seed
-    )
+    if shared is not None:
+        train_ds, val_ds, stats = shared.train, shared.validation, shared.stats
+    else:
+        train_ds, val_ds, stats = build_sft_datasets(
+            dataset_info["files"], model_dir, config.data, config.workers.num_workers, config.optim.seed
+        )
     workers = config.workers
     if cpus_per_worker is not None:
         workers = workers.model_copy(update={"cpus_per_worker": cpus_per_worker})
@@ -119,17 +158,19 @@ def finetune(
     run_config=None,
     callbacks: list | None = None,
     cpus_per_worker: float | None = None,
+    shared: SharedDatasets | None = None,
 ) -> dict[str, Any]:
     """Run SFT and write the output directory; returns ``output_dir``, ``metrics``
     (``train_loss``, ``eval_loss``, ...), ``run_name``, ``checkpoint_path``, ``mlflow_run_id``.
 
     Rerunning with the same ``run_name`` resumes from the run's latest checkpoint. Inside a
     Ray Tune function trainable pass ``callbacks=[TuneReportCallback()]`` and a per-worker
-    ``cpus_per_worker`` share (each trial then runs its own TorchTrainer).
+    ``cpus_per_worker`` share (each trial then runs its own TorchTrainer), and ``shared``
+    datasets from :func:`build_shared_datasets` when every trial reads the data the same way.
     """
     from llmops_ray.train.runner import finish_mlflow_run, run_plan
 
-    prepared = prepare(config, cpus_per_worker=cpus_per_worker)
+    prepared = prepare(config, cpus_per_worker=cpus_per_worker, shared=shared)
     try:
         result, state = run_plan(
             prepared.plan, prepared.datasets, run_config=run_config, callbacks=callbacks, cpus_per_worker=cpus_per_worker

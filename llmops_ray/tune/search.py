@@ -64,7 +64,25 @@ def base_finetune_dict(config: TuneSearchConfig) -> dict[str, Any]:
     return data
 
 
-def _trial(params: dict[str, Any], base: dict[str, Any], search: str, cpus_per_worker: float) -> None:
+# Space keys that change what the tokenized datasets hold: a search over any of them cannot
+# share one tokenization between its trials.
+DATASET_KEYS = ("data.", "base_model", "workers.num_workers", "optim.seed")
+
+
+def shares_datasets(config: TuneSearchConfig) -> bool:
+    """True when every trial reads the data the same way (no space key touches it)."""
+    return not any(key.startswith(DATASET_KEYS) for key in config.space)
+
+
+def shared_datasets(config: TuneSearchConfig, base: dict[str, Any]):
+    """The search's data tokenized once on the driver, or None when trials must tokenize their own."""
+    from llmops_ray.train.config import FinetuneConfig
+    from llmops_ray.train.sft import build_shared_datasets
+
+    return build_shared_datasets(FinetuneConfig.model_validate(base)) if shares_datasets(config) else None
+
+
+def _trial(params: dict[str, Any], base: dict[str, Any], search: str, cpus_per_worker: float, shared=None) -> None:
     """One trial: fine-tune with ``params`` applied; the workers' reports reach Tune."""
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -78,11 +96,16 @@ def _trial(params: dict[str, Any], base: dict[str, Any], search: str, cpus_per_w
         _set_dotted(data, key, value)
     data["run_name"] = f"{search}-{trial_id}"
     data["output_dir"] = str(trial_output_dir(search, trial_id))
-    finetune(FinetuneConfig.model_validate(data), callbacks=[TuneReportCallback()], cpus_per_worker=cpus_per_worker)
+    finetune(FinetuneConfig.model_validate(data), callbacks=[TuneReportCallback()], cpus_per_worker=cpus_per_worker,
+             shared=shared)
 
 
 def build_tuner(config: TuneSearchConfig, base: dict[str, Any] | None = None):
-    """A new ``Tuner``, or the restored one when an interrupted search of this name exists."""
+    """A new ``Tuner``, or the restored one when an interrupted search of this name exists.
+
+    Needs a running Ray: unless the space searches over data settings, the data is tokenized
+    here once and every trial (of a restored search too) reads the same materialized blocks.
+    """
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import BasicVariantGenerator
@@ -91,7 +114,8 @@ def build_tuner(config: TuneSearchConfig, base: dict[str, Any] | None = None):
 
     base = base if base is not None else base_finetune_dict(config)
     trainable = tune.with_resources(
-        tune.with_parameters(_trial, base=base, search=config.name, cpus_per_worker=config.cpus_per_worker),
+        tune.with_parameters(_trial, base=base, search=config.name, cpus_per_worker=config.cpus_per_worker,
+                             shared=shared_datasets(config, base)),
         {"CPU": config.trial_cpus},
     )
     storage = runs_root() / "tune"

@@ -64,3 +64,33 @@ def test_unknown_space_key_and_missing_base_fail_early(tiny_model_dir, tmp_path)
     missing = load_config(TuneSearchConfig, "tune_asha_tiny_cpu", good + [f"base_model={tmp_path / 'none'}"])
     with pytest.raises(UserError, match="does not exist"):
         base_finetune_dict(missing)
+
+
+@pytest.mark.parametrize("key, shared", [("optim.lr", True), ("lora.rank", True), ("optim.micro_batch_size", True),
+                                         ("data.max_seq_len", False), ("data.packing", False), ("base_model", False),
+                                         ("optim.seed", False), ("workers.num_workers", False)])
+def test_trials_share_one_tokenization_unless_the_space_changes_the_data(key, shared):
+    from llmops_ray.tune.search import shares_datasets
+
+    config = load_config(TuneSearchConfig, "tune_asha_tiny_cpu", [f"space={{{key}: {{type: choice, values: [1, 2]}}}}"])
+    assert shares_datasets(config) is shared
+    for name in ("tune_asha_tiny_cpu", "tune_optuna_tiny_cpu"):  # the shipped searches share theirs
+        assert shares_datasets(load_config(TuneSearchConfig, name))
+
+
+def test_shared_datasets_of_other_data_settings_are_refused(tiny_model_dir, tmp_path):
+    from llmops_ray.train.config import FinetuneConfig
+    from llmops_ray.models.base import file_hash
+    from llmops_ray.train.sft import SharedDatasets, _dataset_key, prepare, resolve_base_model
+
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}\n')
+    config = load_config(FinetuneConfig, "sft_lora_tiny_cpu", [f"data.path={data}", f"base_model={tiny_model_dir}"])
+    model, sha = resolve_base_model(config.base_model), file_hash([str(data)])
+    key = _dataset_key(config, model, sha)
+    other = config.model_copy(update={"data": config.data.model_copy(update={"max_seq_len": 32})})
+    assert _dataset_key(other, model, sha) != key
+    assert _dataset_key(config.model_copy(update={"optim": config.optim.model_copy(update={"lr": 0.5})}), model, sha) == key
+    # Refused before Ray starts or anything is tokenized.
+    with pytest.raises(ValueError, match="built for other data settings"):
+        prepare(other, shared=SharedDatasets(key, train=None, validation=None, stats={}))
