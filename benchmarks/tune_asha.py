@@ -12,9 +12,10 @@ The default budget is 32 trials of up to 16 iterations. Both schedulers train th
 (or the first pair, at 2 concurrent trials) fully, and a trial ASHA lets through its rungs
 (1, 3, 9 at reduction factor 3) costs it as much as FIFO; what ASHA saves is the ~2/3 of the
 remaining trials it stops at the first rung (~1/16 of a full trial each). The later the best
-config is drawn, the more it saves, so the ratio falls with the number of trials: replaying
-ASHA's rule over 96 recorded FIFO learning curves (seeds 7-10 at 24 trials, 300 random trial
-orders) gives 0.39x expected at 24 trials, 0.36x at 32, 0.33x at 40, 0.32x at 48. A seed whose
+config is drawn, the more it saves, so the ratio falls with the number of trials:
+``benchmarks/asha_replay.py`` over 96 recorded FIFO learning curves (seeds 7-10 at 24 trials,
+300 random trial orders) gives 0.40x expected at 24 trials, 0.37x at 32, 0.33x at 40, 0.31x
+at 48 (a four-seed run lands at <= 0.4x in 48% / 69% / 85% / 88% of draws). A seed whose
 first draw is the best config still gives ~1.0x (nothing can reach the target without training
 it fully), so the figure is the ratio of the seeds' mean iterations; each seed's ratio is
 printed too.
