@@ -13,8 +13,11 @@ Reported: the benchmark's figure (ASHA / FIFO trial-iterations until the best va
     .venv/bin/python benchmarks/asha_replay.py /tmp/llmops-bench-tune-*/curves-seed*.json \
         [--samples 24,32,48] [--grace 1] [--rf 3,4] [--orders 300]
 
-Use it to choose a budget or ASHA's settings before spending ~25 min per seed on the real run;
-the real benchmark remains the figure that counts.
+Replaying a run's own FIFO curves in its own trial order reproduces its real ASHA run exactly
+(checked on seeds 7, 8 and 9 at 32 trials: 20 of 73 iterations; never, 99; never, 93), so the
+spread it prints is the spread of the benchmark itself. Use it to choose a budget or ASHA's
+settings before spending ~25 min per seed on the real run; the real benchmark remains the
+figure that counts.
 """
 
 from __future__ import annotations

@@ -40,6 +40,10 @@ def test_asha_search_registers_best_trial_and_resumes(ray_session, tiny_model_di
     config = load_search_config("tune_asha_tiny_cpu", overrides)
     out = run_search(config)
 
+    # Trials ASHA stopped leave neither a placement group nor Train's detached cleaner behind.
+    from llmops_ray.tune.cleanup import _live_cleaners, orphaned_placement_groups
+
+    assert orphaned_placement_groups() == [] and _live_cleaners()[0] == []
     assert len(out["trials"]) == 4 and not out["resumed"]
     assert all(t["error"] is None for t in out["trials"])
     best = out["best"]
