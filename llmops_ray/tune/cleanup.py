@@ -1,4 +1,4 @@
-"""Free the worker placement groups of trials that Ray Tune stopped early.
+"""Free the worker placement groups (and end the cleaner actors) of trials Ray Tune stopped early.
 
 When ASHA stops a trial, Tune ends the trial actor; the Ray Train controller that actor
 owns dies with it, before it can remove its workers' placement group. Train V2's
