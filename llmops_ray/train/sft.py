@@ -70,25 +70,31 @@ def _dataset_key(config: FinetuneConfig, model_dir: str, sha256: str) -> str:
     return sft_dataset_key(sha256, model_dir, config.data, config.workers.num_workers, config.optim.seed)
 
 
+def _tokenize(config: FinetuneConfig, model_dir: str, files: list[str]):
+    """``(train, validation, stats)`` of ``config``'s data, tokenized with Ray Data."""
+    from llmops_ray.train.data import build_sft_datasets
+
+    return build_sft_datasets(files, model_dir, config.data, config.workers.num_workers, config.optim.seed)
+
+
 def build_shared_datasets(config: FinetuneConfig) -> SharedDatasets:
     """Tokenize ``config``'s data once (on the driver's Ray) for runs that share it."""
     from llmops_ray.cluster import init_ray
     from llmops_ray.models.base import file_hash
-    from llmops_ray.train.data import build_sft_datasets, validate_dataset
+    from llmops_ray.train.data import validate_dataset
 
     model_dir = resolve_base_model(config.base_model)
-    info = validate_dataset(config.data.path, config.data.format)
-    sha256 = file_hash(info["files"])
+    files = validate_dataset(config.data.path, config.data.format)["files"]
+    key = _dataset_key(config, model_dir, file_hash(files))
     init_ray()
-    train, val, stats = build_sft_datasets(info["files"], model_dir, config.data, config.workers.num_workers, config.optim.seed)
-    return SharedDatasets(_dataset_key(config, model_dir, sha256), train, val, stats)
+    return SharedDatasets(key, *_tokenize(config, model_dir, files))
 
 
 def prepare(config: FinetuneConfig, cpus_per_worker: float | None = None, shared: SharedDatasets | None = None) -> Prepared:
     """Validate everything, start/join Ray, tokenize with Ray Data (or take ``shared``), and build the plan."""
     from llmops_ray.cluster import init_ray
     from llmops_ray.models.base import file_hash, load_tokenizer
-    from llmops_ray.train.data import build_sft_datasets, validate_dataset
+    from llmops_ray.train.data import validate_dataset
     from llmops_ray.train.runner import make_plan, start_mlflow_run
 
     check_config(config)
@@ -110,9 +116,7 @@ def prepare(config: FinetuneConfig, cpus_per_worker: float | None = None, shared
     if shared is not None:
         train_ds, val_ds, stats = shared.train, shared.validation, shared.stats
     else:
-        train_ds, val_ds, stats = build_sft_datasets(
-            dataset_info["files"], model_dir, config.data, config.workers.num_workers, config.optim.seed
-        )
+        train_ds, val_ds, stats = _tokenize(config, model_dir, dataset_info["files"])
     workers = config.workers
     if cpus_per_worker is not None:
         workers = workers.model_copy(update={"cpus_per_worker": cpus_per_worker})

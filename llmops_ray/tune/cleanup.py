@@ -111,6 +111,12 @@ def remove_orphaned_placement_groups() -> int:
             removed += 1
         except Exception:  # noqa: BLE001 - already removed meanwhile
             pass
+    return removed
+
+
+def sweep() -> int:
+    """Remove orphaned placement groups and end stale cleaners; returns the groups removed."""
+    removed = remove_orphaned_placement_groups()
     kill_stale_placement_group_cleaners()
     return removed
 
@@ -125,7 +131,7 @@ class OrphanPlacementGroupSweeper(Callback):
 
     def _sweep(self) -> None:
         self._last = time.monotonic()
-        self.removed += remove_orphaned_placement_groups()
+        self.removed += sweep()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._sweep()
@@ -144,7 +150,7 @@ def sweep_after_search(wait_s: float = 10.0) -> int:
     removed, quiet_since = 0, time.monotonic()
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
-        n = remove_orphaned_placement_groups()
+        n = sweep()
         removed += n
         if n or _live_cleaners()[0]:
             quiet_since = time.monotonic()
