@@ -22,7 +22,8 @@ def test_create_stores_only_the_hash(store):
     assert plaintext.startswith("sk-llmops-" + info.key_id + "-")
     assert info.tenant == "acme" and info.rpm == 60 and info.tpm == 1000 and info.models == ("tiny", "a", "b")
     raw = store.path.read_bytes()
-    secret = plaintext.rsplit("-", 1)[-1]
+    # The secret is URL-safe base64, which may itself contain "-": cut at the known prefix.
+    secret = plaintext[len("sk-llmops-" + info.key_id + "-"):]
     assert plaintext.encode() not in raw and secret.encode() not in raw
     rows = sqlite3.connect(store.path).execute("SELECT key_hash FROM api_keys").fetchall()
     assert rows == [(hash_key(plaintext),)]
