@@ -11,7 +11,12 @@ Reported: the benchmark's figure (ASHA / FIFO trial-iterations until the best va
 1% of FIFO's best), as a ratio of means over all orders and as the spread of 4-order means.
 
     .venv/bin/python benchmarks/asha_replay.py /tmp/llmops-bench-tune-*/curves-seed*.json \
-        [--samples 24,32,48] [--grace 1] [--rf 3,4] [--orders 300]
+        [--samples 24,32,48] [--grace 1] [--rf 3,4] [--orders 300] [--group 1,2] [--rung-metric last|best|both]
+
+``--rung-metric best`` replays the shipped scheduler (``llmops_ray.tune.schedulers.BestSoFarASHA``:
+a trial is judged at a rung by its best value so far). ``--group N`` replays curves recorded
+at every optimizer step (a search with ``checkpoint.every_steps=1``) as a search reporting
+every N steps: one recording answers several reporting intervals.
 
 Replaying a run's own FIFO curves in its own trial order reproduces its real ASHA run exactly
 (checked on seeds 7, 8 and 9 at 32 trials: 20 of 73 iterations; never, 99; never, 93), so the
@@ -65,8 +70,20 @@ def quantile(sorted_values: list[float], q: float) -> float:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
-def replay(trials: list[dict], max_t: int, rule: AshaRule | None, slots: int) -> list[float]:
-    """val_loss values in the order they would arrive."""
+def coarsen(trial: dict, group: int) -> dict:
+    """A curve recorded every step as the same run reporting every ``group`` steps: the value
+    at each group's last step, the group's seconds summed (evaluation is deterministic and
+    takes no random numbers, so reporting less often leaves the training run unchanged)."""
+    if group == 1:
+        return trial
+    n = len(trial["val_loss"]) // group
+    return {**trial, "val_loss": [trial["val_loss"][(k + 1) * group - 1] for k in range(n)],
+            "iter_s": [sum(trial["iter_s"][k * group:(k + 1) * group]) for k in range(n)]}
+
+
+def replay(trials: list[dict], max_t: int, rule: AshaRule | None, slots: int, rung_metric: str = "last") -> list[float]:
+    """val_loss values in the order they would arrive. ``rung_metric`` is what ASHA compares
+    at a rung: the value reported there ("last") or the trial's best so far ("best")."""
     arrivals, running, nxt = [], [], 0
 
     def start(i: int, at: float) -> None:
@@ -79,7 +96,8 @@ def replay(trials: list[dict], max_t: int, rule: AshaRule | None, slots: int) ->
         now, i, it = heapq.heappop(running)
         loss = trials[i]["val_loss"][it]
         arrivals.append(loss)
-        go = rule.keep_going(i, it + 1, loss) if rule else True
+        judged = min(trials[i]["val_loss"][:it + 1]) if rung_metric == "best" else loss
+        go = rule.keep_going(i, it + 1, judged) if rule else True
         if go and it + 1 < max_t:
             heapq.heappush(running, (now + trials[i]["iter_s"][it + 1], i, it + 1))
         elif nxt < len(trials):
@@ -106,15 +124,30 @@ def main() -> int:
     parser.add_argument("--rf", default="3,4", help="ASHA reduction factors (comma-separated)")
     parser.add_argument("--orders", type=int, default=300, help="random trial orders per setting")
     parser.add_argument("--slots", type=int, default=2, help="concurrent trials")
+    parser.add_argument("--group", default="1", help="recorded steps per replayed iteration (comma-separated): "
+                        "curves recorded every step replay as searches reporting every N steps")
+    parser.add_argument("--rung-metric", default="last", help="what ASHA compares at a rung: last, best or both")
     args = parser.parse_args()
 
-    pool = [t for path in args.curves for t in json.loads(path.read_text())["fifo"]]
+    recorded = [t for path in args.curves for t in json.loads(path.read_text())["fifo"]]
+    metrics = ["last", "best"] if args.rung_metric == "both" else [args.rung_metric]
+    for group in (int(x) for x in args.group.split(",")):
+        pool = [coarsen(t, group) for t in recorded]
+        for rung_metric in metrics:
+            code = report(pool, args, group, rung_metric)
+            if code:
+                return code
+    return 0
+
+
+def report(pool: list[dict], args, group: int, rung_metric: str) -> int:
     max_t = min(len(t["val_loss"]) for t in pool)
     if max_t < 2 or len(pool) < 2:
         print("need FIFO curves of at least 2 trials with 2+ iterations", file=sys.stderr)
         return 2
-    print(f"pool: {len(pool)} FIFO trials of {max_t} iterations from {len(args.curves)} file(s); "
-          f"{args.orders} random orders per setting, {args.slots} concurrent trials")
+    print(f"\npool: {len(pool)} FIFO trials of {max_t} iterations ({group} recorded step(s) each) from "
+          f"{len(args.curves)} file(s); {args.orders} random orders per setting, {args.slots} concurrent trials; "
+          f"ASHA judges rungs by the {rung_metric} val_loss")
     print(f"{'trials':>7}{'grace':>7}{'rf':>5}{'ASHA/FIFO':>11}{'4-order means: median':>23}{'share <= 0.4':>14}")
     for samples in (int(x) for x in args.samples.split(",")):
         if samples > len(pool):
@@ -131,7 +164,8 @@ def main() -> int:
                     target = min(base) * 1.01
                     fifo.append(spent_to_target(base, target))
                     # max_t + 1: the search scheduler's own setting (a full trial is not stopped at max_t).
-                    asha.append(spent_to_target(replay(trials, max_t, AshaRule(max_t + 1, grace, rf), args.slots), target))
+                    asha.append(spent_to_target(replay(trials, max_t, AshaRule(max_t + 1, grace, rf), args.slots,
+                                                        rung_metric), target))
                 groups = sorted(sum(asha[i:i + 4]) / sum(fifo[i:i + 4]) for i in range(0, len(orders) - 3, 4))
                 share = sum(g <= 0.4 for g in groups) / len(groups)
                 print(f"{samples:>7}{grace:>7}{rf:>5g}{sum(asha) / sum(fifo):>10.2f}x{groups[len(groups) // 2]:>22.2f}x"

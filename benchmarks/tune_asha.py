@@ -6,22 +6,35 @@ LoRA fine-tuning as the trainable (Ray Train inside Ray Tune). FIFO trains every
 trial-iterations each search spent, in the order results arrived, until its best
 validation loss came within 1% of FIFO's best. Target: ASHA <= 0.4x FIFO.
 
-    .venv/bin/python benchmarks/tune_asha.py [--samples 32] [--max-t 16] [--seeds 7,8,9,10]
+    .venv/bin/python benchmarks/tune_asha.py [--samples 32] [--max-t 16] [--seeds 7,8,9,10] \
+        [--reduction-factor R] [--rung-metric best|last]
 
-The default budget is 32 trials of up to 16 iterations. Both schedulers train the first trial
-(or the first pair, at 2 concurrent trials) fully, and a trial ASHA lets through its rungs
-(1, 3, 9 at reduction factor 3) costs it as much as FIFO; what ASHA saves is the ~2/3 of the
-remaining trials it stops at the first rung (~1/16 of a full trial each). The later the best
-config is drawn, the more it saves, so the ratio falls with the number of trials:
-``benchmarks/asha_replay.py`` over 96 recorded FIFO learning curves (seeds 7-10 at 24 trials,
-300 random trial orders) gives 0.40x expected at 24 trials, 0.37x at 32, 0.33x at 40, 0.31x
-at 48 (a four-seed run lands at <= 0.4x in 48% / 69% / 85% / 88% of draws). A seed whose
-first draw is the best config still gives ~1.0x (nothing can reach the target without training
-it fully), so the figure is the ratio of the seeds' mean iterations; each seed's ratio is
-printed too.
+The default budget is 32 trials of up to 16 iterations (2 optimizer steps each), ASHA as the
+shipped ``tune_asha_tiny_cpu`` config sets it: grace period 1, reduction factor 4 (rungs at 1
+and 4 iterations), each trial judged at a rung by its best val_loss so far. Both schedulers
+train the first trial fully (its rungs are empty when it reaches them), and a trial ASHA lets
+through its rungs costs it as much as FIFO; what ASHA saves is the ~3/4 of the other trials it
+stops at the first rung (1/16 of a full trial each). The later the best config is drawn, the
+more it saves, so a single seed's ratio swings with the trial order (a best config drawn first
+gives ~1.0x: nothing reaches the target without training it fully). The figure is therefore
+the ratio of the seeds' mean iterations; each seed's ratio is printed too, and a seed where
+ASHA never reaches the target counts its whole budget and is marked "never".
 
-Runs in a temporary workspace (its own tiny model and SFT set): ~25 min per seed on 2 cores
-(mostly each trial's Train worker-group start-up; the search tokenizes its data once).
+Why the running best: the tiny LoRA search's losses are not monotone. In a 40-trial search
+recorded at every step, the best config (lr 0.0044, no warm-up) spiked from 5.83 to 6.87 at
+step 6 (iteration 3) and then ended lowest of all at 3.84; at reduction factor 3, whose second
+rung is iteration 3, ASHA judging the value at the rung stops it there. Replayed by
+``benchmarks/asha_replay.py`` over those curves (300 random orders of 32 trials): reduction
+factor 3 with the value at the rung 0.46x (the best config lost in 76% of orders), with the
+running best 0.38x (6%); reduction factor 4 (rungs at 1 and 4, clear of that spike) 0.35x
+(17%) and 0.36x (18%): what it loses is lost at the first rung, where high learning rates
+lead. A four-seed run of the shipped settings lands at <= 0.4x in about 70% of draws.
+
+Runs in a temporary workspace (its own tiny model and SFT set): ~20 min per seed on 2 cores,
+nearly all of it each trial's start-up (trial actor, Train controller and worker processes,
+~35-45 s with two trials starting at once); an iteration takes ~0.3 s since Train's controller
+polls its workers every 0.25 s (``llmops_ray.cluster.TRAIN_ENV``; at Ray's default 2 s every
+report waited for the poll: 2.04 s per iteration).
 """
 
 from __future__ import annotations
@@ -97,6 +110,10 @@ def main() -> int:
     parser.add_argument("--max-t", type=int, default=16, help="iterations of a full trial")
     parser.add_argument("--steps-per-iter", type=int, default=2)
     parser.add_argument("--seeds", default="7,8,9,10", help="comma-separated sampler seeds; the mean is reported")
+    parser.add_argument("--reduction-factor", type=float, default=None,
+                        help="ASHA's reduction factor (default: the shipped tune_asha_tiny_cpu config's)")
+    parser.add_argument("--rung-metric", choices=["best", "last"], default=None,
+                        help="what ASHA judges at a rung (default: the shipped config's)")
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="llmops-bench-tune-"))
@@ -125,7 +142,8 @@ def main() -> int:
             f"overrides=[optim.max_steps={steps},optim.micro_batch_size=4,checkpoint.every_steps={args.steps_per_iter},"
             f"log_every={args.steps_per_iter},data.max_seq_len=64]",
             "registration={}", "resume=false", f"seed={seed}",
-        ]
+        ] + ([f"reduction_factor={args.reduction_factor}"] if args.reduction_factor else []) \
+          + ([f"rung_metric={args.rung_metric}"] if args.rung_metric else [])
         runs = {}
         for scheduler in ("fifo", "asha"):
             config = load_config(TuneSearchConfig, "tune_asha_tiny_cpu", common + [f"scheduler={scheduler}",
@@ -137,6 +155,8 @@ def main() -> int:
             results = tuner.fit()
             sweep_after_search()
             runs[scheduler] = {"results": results, "wall_s": time.time() - started}
+        asha = (f"grace period {config.grace_period}, reduction factor {config.reduction_factor:g}, "
+                f"rungs judged by the {config.rung_metric} val_loss")
 
         curves = home / f"curves-seed{seed}.json"
         curves.write_text(json.dumps({s: learning_curves(r["results"]) for s, r in runs.items()}, indent=1))
@@ -148,7 +168,7 @@ def main() -> int:
             rows.append((scheduler, best_loss(runs[scheduler]["results"]), spent, total, runs[scheduler]["wall_s"]))
         fifo_spent, fifo_total = rows[0][2], rows[0][3]
         print(f"\nseed {seed}: ASHA vs FIFO, {args.samples} trials, max_t={args.max_t} iterations "
-              f"({args.steps_per_iter} steps each); target = FIFO best val_loss {fifo_best:.4f} * 1.01 = {target:.4f}")
+              f"({args.steps_per_iter} steps each), ASHA {asha}; target = FIFO best val_loss {fifo_best:.4f} * 1.01 = {target:.4f}")
         print(f"{'scheduler':<10}{'best val_loss':>15}{'iters to target':>17}{'ratio':>8}{'iters total':>13}"
               f"{'total ratio':>13}{'wall s':>9}")
         for scheduler, best, spent, total, wall in rows:

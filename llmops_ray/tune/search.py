@@ -125,8 +125,11 @@ def build_tuner(config: TuneSearchConfig, base: dict[str, Any] | None = None):
     if config.scheduler == "asha":
         # max_t + 1: ASHA stops a trial that reaches max_t at once, which would kill a full
         # trial right after its last report, before it writes its output directory.
-        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=config.max_t + 1,
-                                  grace_period=config.grace_period, reduction_factor=config.reduction_factor)
+        from llmops_ray.tune.schedulers import BestSoFarASHA
+
+        make = BestSoFarASHA if config.rung_metric == "best" else ASHAScheduler
+        scheduler = make(time_attr="training_iteration", max_t=config.max_t + 1,
+                         grace_period=config.grace_period, reduction_factor=config.reduction_factor)
     else:
         scheduler = FIFOScheduler()
     # Seeded random sampling: the same seed draws the same trial configs (ASHA vs FIFO benchmark).

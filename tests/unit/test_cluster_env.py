@@ -37,3 +37,16 @@ def test_demo_head_gets_the_serve_env(monkeypatch):
     assert all(env[k] == v for k, v in SERVE_ENV.items())
     monkeypatch.setenv("RAY_SERVE_LOG_TO_STDERR", "1")  # what the user set wins
     assert demo._env()["RAY_SERVE_LOG_TO_STDERR"] == "1"
+
+
+def test_train_poll_interval_reaches_every_worker_and_the_user_value_wins(monkeypatch):
+    from llmops_ray.cluster import TRAIN_ENV
+
+    # Train V2's controller reads it in its own actor, which inherits the job's env_vars.
+    assert float(TRAIN_ENV["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"]) < 2.0  # Ray's default is 2 s
+    for key, value in TRAIN_ENV.items():
+        assert PROCESS_ENV[key] == value
+        monkeypatch.delenv(key, raising=False)
+        assert runtime_env()["env_vars"][key] == value
+        monkeypatch.setenv(key, "1.5")
+        assert runtime_env()["env_vars"][key] == "1.5"
