@@ -126,7 +126,8 @@ def main() -> int:
     parser.add_argument("--slots", type=int, default=2, help="concurrent trials")
     parser.add_argument("--group", default="1", help="recorded steps per replayed iteration (comma-separated): "
                         "curves recorded every step replay as searches reporting every N steps")
-    parser.add_argument("--rung-metric", default="last", help="what ASHA compares at a rung: last, best or both")
+    parser.add_argument("--rung-metric", default="last", choices=["last", "best", "both"],
+                        help="what ASHA compares at a rung: the value reported there, the best so far, or both")
     args = parser.parse_args()
 
     recorded = [t for path in args.curves for t in json.loads(path.read_text())["fifo"]]

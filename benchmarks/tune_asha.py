@@ -30,8 +30,8 @@ running best 0.38x (6%); reduction factor 4 (rungs at 1 and 4, clear of that spi
 (17%) and 0.36x (18%): what it loses is lost at the first rung, where high learning rates
 lead. A four-seed run of the shipped settings lands at <= 0.4x in about 70% of draws.
 
-Runs in a temporary workspace (its own tiny model and SFT set): ~20 min per seed on 2 cores,
-nearly all of it each trial's start-up (trial actor, Train controller and worker processes,
+Runs in a temporary workspace (its own tiny model and SFT set). Its wall time on 2 cores is
+nearly all each trial's start-up (trial actor, Train controller and worker processes,
 ~35-45 s with two trials starting at once); an iteration takes ~0.3 s since Train's controller
 polls its workers every 0.25 s (``llmops_ray.cluster.TRAIN_ENV``; at Ray's default 2 s every
 report waited for the poll: 2.04 s per iteration).
