@@ -21,6 +21,7 @@ HERE = Path(__file__).parent
 APP = "serve-test"
 # vLLM-CPU reserves 1 CPU per engine by default: 3 engines + the gateway would not fit 2 CPUs.
 CPU_BUNDLE = {"bundles": [{"CPU": 0.25}], "strategy": "PACK"}
+KV_BYTES = 256 * 2**20  # per engine: 64k tokens of the tiny model (4 layers x K,V x 4 heads x 64 x 2 B = 4 KiB each)
 
 
 def make_adapter(base_dir: Path, out: Path, seed: int) -> Path:
@@ -54,7 +55,9 @@ def served(ray_session, tiny_model_dir, tmp_path_factory, serve_http_port):
     make_adapter(tiny_model_dir, adapters / "ad1", seed=1)
     make_adapter(tiny_model_dir, adapters / "ad2", seed=2)
     log_path = root / "hook-log.jsonl"
-    engine = {"max_model_len": 1024, "gpu_memory_utilization": 0.05, "enforce_eager": True, "dtype": "bfloat16"}
+    # A fixed KV cache: with gpu_memory_utilization vLLM-CPU gives the KV cache what is left of
+    # fraction x RAM after the replica's own RSS (~0.9 GiB), which a small fraction can miss.
+    engine = {"max_model_len": 1024, "kv_cache_memory_bytes": KV_BYTES, "enforce_eager": True, "dtype": "bfloat16"}
     port = serve_http_port
     config = build_config(
         ServeAppConfig,
@@ -99,11 +102,15 @@ def served(ray_session, tiny_model_dir, tmp_path_factory, serve_http_port):
             ],
         },
     )
-    info = start_app(config, timeout_s=600)
-    # The second model may still be loading when the first answers.
     from llmops_ray.serve.app import wait_ready
 
-    wait_ready(info["endpoint"], "tiny-b", timeout_s=600)
+    try:
+        info = start_app(config, timeout_s=600)
+        # The second model may still be loading when the first answers.
+        wait_ready(info["endpoint"], "tiny-b", timeout_s=600)
+    except BaseException:
+        serve.delete(APP)  # a half-started app would hold the route prefix for the next module
+        raise
     yield {"base_url": info["endpoint"], "log": log_path, "adapters": adapters}
     serve.delete(APP)
 

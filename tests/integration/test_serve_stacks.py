@@ -26,6 +26,7 @@ HERE = Path(__file__).parent
 APP = "stack-test"
 KB = "stackdocs"
 CPU_BUNDLE = {"bundles": [{"CPU": 0.25}], "strategy": "PACK"}
+KV_BYTES = 256 * 2**20  # per engine: 64k tokens of the tiny model (4 layers x K,V x 4 heads x 64 x 2 B = 4 KiB each)
 GENEROUS_SLO = {"error_rate": 0.5, "p95_latency_ms": 600000, "p95_ttft_ms": 600000, "window_s": 120}
 
 ACME_DOCS = {
@@ -68,7 +69,7 @@ def served(ray_session, tiny_model_dir, tmp_path_factory, serve_http_port):
         "rpm": store.create("acme", rpm=2)[0],
     }
     port = serve_http_port
-    engine = {"max_model_len": 1024, "gpu_memory_utilization": 0.05, "enforce_eager": True, "dtype": "bfloat16"}
+    engine = {"max_model_len": 1024, "kv_cache_memory_bytes": KV_BYTES, "enforce_eager": True, "dtype": "bfloat16"}
     config = build_config(ServeAppConfig, {
         "name": APP,
         "http": {"host": "127.0.0.1", "port": port},
@@ -128,23 +129,27 @@ def served(ray_session, tiny_model_dir, tmp_path_factory, serve_http_port):
         return acme, globex
 
     # The ingests and registrations overlap vLLM's start-up (about 2 minutes on 2 cores).
-    with ThreadPoolExecutor(1) as pool:
-        prepared = pool.submit(prepare)
-        info = start_app(config, wait=False)
-        acme, globex = prepared.result()
-    url = info["endpoint"]
-    # Wait for a real completion (keys are on: wait_ready cannot be used as is).
-    deadline = time.monotonic() + 600
-    while True:
-        try:
-            r = httpx.post(f"{url}/completions", json={"model": "tiny", "prompt": "hi", "max_tokens": 1},
-                           headers={"Authorization": f"Bearer {keys['acme']}"}, timeout=30)
-            if r.status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "the app did not come up"
-        time.sleep(2)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            prepared = pool.submit(prepare)
+            info = start_app(config, wait=False)
+            acme, globex = prepared.result()
+        url = info["endpoint"]
+        # Wait for a real completion (keys are on: wait_ready cannot be used as is).
+        deadline = time.monotonic() + 600
+        while True:
+            try:
+                r = httpx.post(f"{url}/completions", json={"model": "tiny", "prompt": "hi", "max_tokens": 1},
+                               headers={"Authorization": f"Bearer {keys['acme']}"}, timeout=30)
+                if r.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the app did not come up"
+            time.sleep(2)
+    except BaseException:
+        serve.delete(APP)  # a half-started app would hold the route prefix for the next module
+        raise
     yield {"url": url, "keys": keys, "body_log": body_log, "acme": acme, "globex": globex}
     serve.delete(APP)
 
