@@ -7,9 +7,10 @@ which needs the dashboard (off in our local clusters; and with several local Ray
 instances on one machine it cannot even pick the address). The orphaned group keeps
 its 0.99 CPU reserved, so on 2 CPUs the next trials wait forever.
 
-An orphan is recognised exactly from the GCS table: a placement group that is still
-``CREATED``, not detached, created by an actor, and whose creator actor is dead. Tune's
-own trial groups are created by the driver and are never touched.
+An orphan is recognised exactly from the GCS tables: a placement group that is still
+``CREATED``, not detached, created by an actor, and whose creator actor is dead (by the
+group's own flag or by the actor table, see ``is_orphan``). Tune's own trial groups are
+created by the driver and are never touched.
 
 The cleaner itself never exits then either: without the State API it logs "Failed to query
 Ray Train Controller actor state" every second, forever, in a process of its own (~0.7% of
@@ -25,25 +26,46 @@ import time
 from ray.tune import Callback
 
 
+def _dead_actor_ids() -> set[bytes]:
+    """Ids of the actors the GCS actor table holds as ``DEAD`` (final: a restart is ``RESTARTING``)."""
+    from ray._private.state import state
+    from ray.core.generated import gcs_pb2
+
+    dead = gcs_pb2.ActorTableData.DEAD
+    rows = (gcs_pb2.ActorTableData.FromString(raw) for raw in state._connect_and_get_accessor().get_actor_table(None, None))
+    return {a.actor_id for a in rows if a.state == dead}
+
+
+def is_orphan(info, dead_actor_ids: set[bytes]) -> bool:
+    """Whether a ``PlacementGroupTableData`` row is a live group whose creating actor died.
+
+    The group's own ``creator_actor_dead`` flag is not enough: in a 4-seed ASHA benchmark two
+    worker groups of dead Train controllers stayed ``CREATED`` with the flag still false (and
+    0.99 CPU each held, so every later trial timed out waiting for its workers), while the
+    actor table had both controllers ``DEAD``. Either source marks the creator dead.
+    """
+    from ray.core.generated import gcs_pb2
+
+    creator = info.creator_actor_id
+    # A driver's creator id is the nil id (all 0xff), which GCS marks "dead" from the start:
+    # driver-made groups (Tune's trial groups) are never orphans.
+    by_actor = creator.strip(b"\xff").strip(b"\x00") != b""
+    return (
+        info.state == gcs_pb2.PlacementGroupTableData.CREATED
+        and not info.is_detached
+        and by_actor
+        and (info.creator_actor_dead or creator in dead_actor_ids)
+    )
+
+
 def orphaned_placement_groups() -> list[str]:
     """Hex ids of live placement groups whose creating actor has died."""
     from ray._private.state import state
     from ray.core.generated import gcs_pb2
 
-    accessor = state._connect_and_get_accessor()
-    out = []
-    for raw in accessor.get_placement_group_table():
-        info = gcs_pb2.PlacementGroupTableData.FromString(raw)
-        if (
-            info.state == gcs_pb2.PlacementGroupTableData.CREATED
-            and not info.is_detached
-            and info.creator_actor_dead
-            # Created by an actor: a driver's creator id is the nil id (all 0xff), and GCS marks
-            # it "dead" from the start, so driver-made groups (Tune's trial groups) must be skipped.
-            and info.creator_actor_id.strip(b"\xff").strip(b"\x00") != b""
-        ):
-            out.append(info.placement_group_id.hex())
-    return out
+    rows = [gcs_pb2.PlacementGroupTableData.FromString(raw) for raw in state._connect_and_get_accessor().get_placement_group_table()]
+    dead = _dead_actor_ids()
+    return [info.placement_group_id.hex() for info in rows if is_orphan(info, dead)]
 
 
 def _live_cleaners():
