@@ -26,14 +26,12 @@ import time
 from ray.tune import Callback
 
 
-def _dead_actor_ids() -> set[bytes]:
-    """Ids of the actors the GCS actor table holds as ``DEAD`` (final: a restart is ``RESTARTING``)."""
+def _actor_rows():
+    """Every row of the GCS actor table, parsed (``ActorTableData``)."""
     from ray._private.state import state
     from ray.core.generated import gcs_pb2
 
-    dead = gcs_pb2.ActorTableData.DEAD
-    rows = (gcs_pb2.ActorTableData.FromString(raw) for raw in state._connect_and_get_accessor().get_actor_table(None, None))
-    return {a.actor_id for a in rows if a.state == dead}
+    return [gcs_pb2.ActorTableData.FromString(raw) for raw in state._connect_and_get_accessor().get_actor_table(None, None)]
 
 
 def is_orphan(info, dead_actor_ids: set[bytes]) -> bool:
@@ -64,17 +62,17 @@ def orphaned_placement_groups() -> list[str]:
     from ray.core.generated import gcs_pb2
 
     rows = [gcs_pb2.PlacementGroupTableData.FromString(raw) for raw in state._connect_and_get_accessor().get_placement_group_table()]
-    dead = _dead_actor_ids()
+    # DEAD is final (an actor being restarted is RESTARTING).
+    dead = {a.actor_id for a in _actor_rows() if a.state == gcs_pb2.ActorTableData.DEAD}
     return [info.placement_group_id.hex() for info in rows if is_orphan(info, dead)]
 
 
 def _live_cleaners():
     """(live ``PlacementGroupCleaner`` actors' table rows, worker ids of dead actors)."""
-    from ray._private.state import state
     from ray.core.generated import gcs_pb2
 
     alive, dead = gcs_pb2.ActorTableData.ALIVE, gcs_pb2.ActorTableData.DEAD
-    actors = [gcs_pb2.ActorTableData.FromString(raw) for raw in state._connect_and_get_accessor().get_actor_table(None, None)]
+    actors = _actor_rows()
     dead_workers = {a.address.worker_id for a in actors if a.state == dead and a.address.worker_id}
     return [a for a in actors if a.state == alive and a.class_name.endswith("PlacementGroupCleaner")], dead_workers
 
