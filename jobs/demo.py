@@ -28,11 +28,18 @@ HEAD_PORT = 6379  # the demo head's GCS port; other local Ray instances (tests, 
 # Not uploaded with --working-dir: environments, workspaces, caches, VCS data.
 EXCLUDES = [".venv", ".llmops", ".git", "mlruns", "**/__pycache__", "*.egg-info", ".pytest_cache",
             "benchmarks/results", "*.log"]
+# The demo head's Ray auth token (Ray 2.60 token auth): created by the first `make demo`, kept
+# with the checkout (not in ~/.ray, which a fresh machine lacks), reused by every later `make demo`,
+# `make down` and the jobs they submit, whatever LLMOPS_HOME they use.
+AUTH_TOKEN = REPO / ".llmops" / "ray" / "auth_token"
 FORWARDED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "TORCH_EXTENSIONS_DIR",
                  "MLFLOW_TRACKING_URI")
 
 
 def _env() -> dict[str, str]:
+    from llmops_ray.cluster import use_auth_token
+
+    use_auth_token(AUTH_TOKEN)  # sets RAY_AUTH_TOKEN_PATH unless the user chose a token
     env = dict(os.environ)
     # This environment's bin first: the head (and the job's `python`) must be the project's
     # interpreter, not a system one without the packages (`No module named 'ray'`).

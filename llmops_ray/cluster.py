@@ -7,7 +7,9 @@ filesystem on a real cluster) or URIs, never process-local state.
 from __future__ import annotations
 
 import os
+import secrets
 import sys
+from pathlib import Path
 from typing import Any
 
 # Set before Ray, torch or transformers are imported anywhere in the process: the
@@ -57,6 +59,53 @@ def apply_process_env() -> None:
     # with the cluster it starts (InvalidAuthToken), so only set it before Ray is imported.
     if "ray" not in sys.modules:
         os.environ.setdefault("RAY_AUTH_MODE", "token")
+        # Clients of a head that `make demo` (or a test) started find its token here.
+        use_auth_token(workspace_auth_token(), create=False)
+
+
+# Where Ray 2.60's token auth finds the cluster token when neither variable is set: the
+# workspace's copy (written by `make demo`, a test session or `use_auth_token`), never a
+# file in the home directory that a fresh machine does not have.
+AUTH_TOKEN_VARS = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+
+
+def workspace_auth_token() -> Path:
+    """The workspace's Ray auth token file (``$LLMOPS_HOME/ray/auth_token``)."""
+    from llmops_ray.config import workspace
+
+    return workspace() / "ray" / "auth_token"
+
+
+def use_auth_token(path: str | os.PathLike[str], create: bool = True) -> Path | None:
+    """Point this process (and every process it starts) at the Ray auth token in ``path``.
+
+    ``ray start --head`` with token auth on refuses to start when no token exists, and a
+    local ``ray.init`` writes one to ``~/.ray``; both are avoided by keeping the token in
+    the workspace and naming it in ``RAY_AUTH_TOKEN_PATH``. ``create`` writes a new token
+    (256 random bits, hex, mode 0600, as ``ray get-auth-token --generate`` does) when the
+    file is missing. A token the user chose (``RAY_AUTH_TOKEN`` or ``RAY_AUTH_TOKEN_PATH``
+    already set) wins: returns None then, and when there is no file and ``create`` is False.
+    Call it before ``import ray``: Ray's token loader caches what it found.
+    """
+    if any(os.environ.get(var) for var in AUTH_TOKEN_VARS):
+        return None
+    path = Path(path)
+    if not path.is_file():
+        if not create:
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+        try:
+            os.link(tmp, path)  # atomic and never replaces a token another process just wrote
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    os.environ["RAY_AUTH_TOKEN_PATH"] = str(path.resolve())
+    return path
 
 
 def runtime_env() -> dict[str, Any]:
@@ -77,13 +126,16 @@ def init_ray(num_cpus: float | None = None, **kwargs: Any):
 
     A local instance gets every core of the machine unless ``num_cpus`` says otherwise.
     Returns the Ray context (or ``None`` when Ray was already initialised in this process).
+    A new local instance uses the workspace's auth token (created on first use).
     """
+    address = os.environ.get("RAY_ADDRESS")
+    if not address and kwargs.get("address", "local") == "local":
+        use_auth_token(workspace_auth_token())
     apply_process_env()
     import ray
 
     if ray.is_initialized():
         return None
-    address = os.environ.get("RAY_ADDRESS")
     options: dict[str, Any] = {
         "runtime_env": runtime_env(),
         "log_to_driver": True,
