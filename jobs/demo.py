@@ -53,19 +53,22 @@ def _env() -> dict[str, str]:
     return env
 
 
-def head_running() -> bool:
+def head_running(port: int = HEAD_PORT) -> bool:
     """Whether a Ray head answers on this machine (``ray status``)."""
-    res = subprocess.run([str(BIN / "ray"), "status", "--address", f"127.0.0.1:{HEAD_PORT}"], env=_env(),
+    res = subprocess.run([str(BIN / "ray"), "status", "--address", f"127.0.0.1:{port}"], env=_env(),
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return res.returncode == 0
 
 
-def start_head() -> None:
-    print("[demo] starting a local Ray head (2 CPUs, dashboard on 127.0.0.1:8265)", flush=True)
+def start_head(port: int = HEAD_PORT, dashboard_port: int = 8265) -> None:
+    """``ray start --head`` with 2 CPUs and this environment's ``ray`` (token auth: the token
+    in :data:`AUTH_TOKEN`, created on first use)."""
+    print(f"[demo] starting a local Ray head (2 CPUs, dashboard on 127.0.0.1:{dashboard_port})", flush=True)
     # The job agent's HTTP port defaults to 52365 for every Ray instance on the machine; a free
     # one keeps job submission working beside other local Ray instances (tests, notebooks).
-    subprocess.run([str(BIN / "ray"), "start", "--head", f"--port={HEAD_PORT}", "--num-cpus=2", "--dashboard-host=127.0.0.1",
-                    f"--dashboard-agent-listen-port={_free_port()}", "--disable-usage-stats"], env=_env(), check=True)
+    subprocess.run([str(BIN / "ray"), "start", "--head", f"--port={port}", "--num-cpus=2", "--dashboard-host=127.0.0.1",
+                    f"--dashboard-port={dashboard_port}", f"--dashboard-agent-listen-port={_free_port()}",
+                    "--disable-usage-stats"], env=_env(), check=True)
 
 
 def _free_port() -> int:
@@ -76,7 +79,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_dashboard(timeout_s: float = 120.0) -> None:
+def wait_dashboard(timeout_s: float = 120.0, dashboard: str = DASHBOARD) -> None:
     """The job API lives in the dashboard, which comes up a few seconds after ``ray start``."""
     import urllib.error
     import urllib.request
@@ -84,13 +87,13 @@ def wait_dashboard(timeout_s: float = 120.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"{DASHBOARD}/api/version", timeout=5):
+            with urllib.request.urlopen(f"{dashboard}/api/version", timeout=5):
                 return
         except urllib.error.HTTPError:
             return  # it answers (401 without the token is still an answer)
         except OSError:
             time.sleep(1.0)
-    raise SystemExit(f"[demo] the Ray dashboard at {DASHBOARD} did not come up within {timeout_s:.0f} s")
+    raise SystemExit(f"[demo] the Ray dashboard at {dashboard} did not come up within {timeout_s:.0f} s")
 
 
 def runtime_env_json() -> str:
@@ -111,25 +114,32 @@ def up(overrides: list[str]) -> int:
     if not any(o.startswith("ingest.paths=") for o in overrides):
         # A stable path for the sample corpus (the job's working_dir copy moves every session).
         overrides = [f"ingest.paths=[{REPO / 'llmops_ray' / 'resources' / 'sample_corpus'}]", *overrides]
-    cmd = [str(BIN / "ray"), "job", "submit", "--address", DASHBOARD, "--working-dir", str(REPO),
-           "--runtime-env-json", runtime_env_json(), "--", "python", "jobs/pipeline.py", *overrides]
-    print("[demo] " + " ".join(cmd[:3]) + " ... -- python jobs/pipeline.py " + " ".join(overrides), flush=True)
-    for attempt in range(30):
-        code, final, no_agent = _submit(cmd)
-        # Right after `ray start` the dashboard answers before its job agent does.
-        if not no_agent:
-            break
-        print("[demo] the job agent is not ready yet; retrying in 5 s", flush=True)
-        time.sleep(5.0)
-    if code != 0 or final is None:
+    print("[demo] ray job submit ... -- python jobs/pipeline.py " + " ".join(overrides), flush=True)
+    code, final = submit_job(["jobs/pipeline.py", *overrides])
+    if code != 0 or not final or not {"endpoint", "api_key"} <= set(final):
         print(f"[demo] the pipeline job failed (exit {code}); logs above, `ray job list` for the job", file=sys.stderr)
         return code or 1
     print(json.dumps(final), flush=True)  # the very last line of `make demo`
     return 0
 
 
+def submit_job(script_args: list[str], dashboard: str = DASHBOARD, attempts: int = 30) -> tuple[int, dict | None]:
+    """``ray job submit --working-dir <repo> -- python SCRIPT ARGS...`` with this checkout's
+    runtime env, streaming the job's output; returns (exit code, the last JSON object line)."""
+    cmd = [str(BIN / "ray"), "job", "submit", "--address", dashboard, "--working-dir", str(REPO),
+           "--runtime-env-json", runtime_env_json(), "--", "python", *script_args]
+    for _ in range(attempts):
+        code, final, no_agent = _submit(cmd)
+        # Right after `ray start` the dashboard answers before its job agent does.
+        if not no_agent:
+            break
+        print("[demo] the job agent is not ready yet; retrying in 5 s", flush=True)
+        time.sleep(5.0)
+    return code, final
+
+
 def _submit(cmd: list[str]) -> tuple[int, dict | None, bool]:
-    """Run ``ray job submit`` streaming its output; (exit code, final JSON, agent-not-ready)."""
+    """Run ``ray job submit`` streaming its output; (exit code, last JSON object line, agent-not-ready)."""
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             bufsize=1, cwd=REPO)
     final, no_agent = None, False
@@ -145,11 +155,13 @@ def _submit(cmd: list[str]) -> tuple[int, dict | None, bool]:
             line, held = "".join(held), None
         sys.stdout.write(line)
         sys.stdout.flush()
-        if text.startswith("{") and '"endpoint"' in text and '"api_key"' in text:
+        if text.startswith("{") and text.endswith("}"):
             try:
-                final = json.loads(text)
+                parsed = json.loads(text)
             except json.JSONDecodeError:
-                pass
+                continue
+            if isinstance(parsed, dict):
+                final = parsed
     code = proc.wait()
     if held and not (no_agent and code != 0):
         sys.stdout.write("".join(held))

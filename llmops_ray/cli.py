@@ -47,6 +47,7 @@ def build_app() -> typer.Typer:
     )
     app.callback()(_root)
     app.command("info")(info)
+    app.command("pipeline")(pipeline)
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(app)
     return app
@@ -75,6 +76,25 @@ def info() -> None:
         "ray_address": os.environ.get("RAY_ADDRESS") or "local",
         "versions": versions,
     }))
+
+
+def pipeline(
+    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. finetune.mode=tune"),
+    config: str = typer.Option("pipeline_demo_cpu", "--config", "-c", help="PipelineConfig YAML or shipped name."),
+    check: bool = typer.Option(False, "--check", help="Load the config and every config it names; run nothing."),
+) -> None:
+    """Run the lifecycle (ingest -> ... -> deploy) on the connected Ray; the last line is JSON.
+
+    With ``--check`` the last line is where each referenced config was found instead."""
+    import json
+
+    from llmops_ray.pipeline import check_pipeline_config, load_pipeline_config, run_pipeline
+
+    cfg = load_pipeline_config(config, overrides or [])
+    if check:
+        print(json.dumps({"config": config, "resolved": check_pipeline_config(cfg)}))
+        return
+    print(json.dumps(run_pipeline(cfg)["info"]))
 
 
 def main(argv: list[str] | None = None) -> None:

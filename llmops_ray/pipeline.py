@@ -193,6 +193,32 @@ def load_pipeline_config(name_or_path: str | None = "pipeline_demo_cpu", overrid
     return load_config(PipelineConfig, name_or_path, overrides)
 
 
+def check_pipeline_config(config: PipelineConfig) -> dict[str, Any]:
+    """Load every config the pipeline refers to (UserError naming the first that fails) and
+    return where each was found: ``{"bootstrap", "finetune", "tune", "suite", "serve"}``
+    (file paths; ``suite`` is the suite's name)."""
+    from llmops_ray.config import resolve_config_path
+    from llmops_ray.evaluate.suite import load_suite
+    from llmops_ray.models.bootstrap import BootstrapConfig
+    from llmops_ray.serve.config import resolve_serve_config_path
+    from llmops_ray.train import FinetuneConfig
+
+    load_config(BootstrapConfig, config.bootstrap.config, config.bootstrap.overrides)
+    load_config(FinetuneConfig, config.finetune.config, config.finetune.overrides)
+    found = {"bootstrap": resolve_config_path(config.bootstrap.config),
+             "finetune": resolve_config_path(config.finetune.config)}
+    if config.finetune.mode == "tune":
+        from llmops_ray.tune.search import load_search_config
+
+        load_search_config(config.finetune.tune_config, config.finetune.tune_overrides)
+        found["tune"] = resolve_config_path(config.finetune.tune_config)
+    found["suite"] = load_suite(config.evaluate.suite).name
+    if config.deploy.enabled:
+        serve_config(config)
+        found["serve"] = resolve_serve_config_path(config.deploy.config)
+    return {key: str(value) for key, value in found.items()}
+
+
 # --------------------------------------------------------------------------- hashing
 
 
@@ -668,35 +694,6 @@ def _app_running(name: str) -> bool:
     return app is not None and str(getattr(app.status, "value", app.status)) == "RUNNING"
 
 
-def wait_answer(endpoint: str, model: str, api_key: str | None, timeout_s: float) -> float:
-    """Poll until ``model`` answers a 1-token chat completion through the whole gateway
-    (keys, rails, stack routing, RAG); returns the seconds waited."""
-    import urllib.error
-    import urllib.request
-
-    started = time.monotonic()
-    body = json.dumps({"model": model, "max_tokens": 1,
-                       "messages": [{"role": "user", "content": "What is the warranty period?"}]}).encode()
-    headers = {"Content-Type": "application/json"}
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
-    last = "no answer"
-    while time.monotonic() - started < timeout_s:
-        try:
-            req = urllib.request.Request(f"{endpoint}/chat/completions", data=body, headers=headers)
-            with urllib.request.urlopen(req, timeout=60) as resp:
-                if resp.status == 200:
-                    return time.monotonic() - started
-        except urllib.error.HTTPError as exc:
-            last = f"HTTP {exc.code}: {exc.read()[:500].decode(errors='replace')}"
-            if exc.code in (400, 401, 403):  # the app is up and refuses this request: waiting will not help
-                raise UserError(f"{endpoint} refused the readiness request for model {model!r}: {last}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            last = str(exc)
-        time.sleep(2.0)
-    raise TimeoutError(f"{endpoint} did not answer model {model!r} within {timeout_s:.0f} s (last: {last})")
-
-
 def stage_deploy(runner: Runner, reg: dict[str, Any], prom: dict[str, Any]) -> dict[str, Any]:
     from llmops_ray.cluster import init_ray
 
@@ -715,11 +712,12 @@ def stage_deploy(runner: Runner, reg: dict[str, Any], prom: dict[str, Any]) -> d
     fp = digest("deploy", serve_cfg.model_dump(mode="json"), model, reg["adapter"])
 
     def run() -> dict[str, Any]:
-        from llmops_ray.serve.app import deploy_detached, endpoint
+        from llmops_ray.serve.app import deploy_detached, endpoint, wait_ready
 
         upgrade = _app_running(serve_cfg.name)
         info = deploy_detached(serve_cfg, wait=False)
-        waited = wait_answer(info["endpoint"], model, demo_api_key(config), config.deploy.timeout_s)
+        waited = wait_ready(info["endpoint"], model, config.deploy.timeout_s, api_key=demo_api_key(config),
+                            route="chat/completions")
         return {"app": serve_cfg.name, "endpoint": endpoint(serve_cfg), "model": model,
                 "dashboard": info["dashboard"], "upgraded": upgrade, "ready_after_s": round(waited, 1),
                 "serving_version": prom.get("ref") if prom.get("promoted") else prom.get("production_version")}

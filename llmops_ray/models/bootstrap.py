@@ -93,7 +93,7 @@ def bootstrap(config: BootstrapConfig, *, run_config=None, callbacks=None) -> di
     from llmops_ray.train.deepspeed_config import build_deepspeed_config
     from llmops_ray.train.loop import checkpoint_export_dir
     from llmops_ray.train.runner import (
-        finish_mlflow_run, git_commit, make_plan, plot_loss_curve, publish_dir, ray_job_id, run_plan,
+        finish_mlflow_run, fit_workers, git_commit, make_plan, plot_loss_curve, publish_dir, ray_job_id, run_plan,
         staging_dir, start_mlflow_run,
     )
 
@@ -118,7 +118,7 @@ def bootstrap(config: BootstrapConfig, *, run_config=None, callbacks=None) -> di
     mlflow = start_mlflow_run(config.mlflow_experiment, config.run_name, config.model_dump(mode="json"))
     plan = make_plan(
         run_name=config.run_name, label=config.run_name, model_dir=str(init), method="full", lora=None,
-        optim=config.optim, deepspeed=config.deepspeed, workers=config.workers, checkpoint=config.checkpoint,
+        optim=config.optim, deepspeed=config.deepspeed, workers=fit_workers(config.workers), checkpoint=config.checkpoint,
         n_train=stats["train_rows"], has_val=val_ds is not None, pad_id=tokenizer.pad_token_id,
         log_every=config.log_every, mlflow=mlflow,
     )

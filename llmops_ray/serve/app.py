@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -22,6 +23,7 @@ from llmops_ray.config import UserError
 from llmops_ray.serve.config import ServeAppConfig, load_serve_config
 
 DASHBOARD_URL = "http://127.0.0.1:8265"
+KEY_HOOK = "llmops_ray.serve.keys:ApiKeyHook"
 
 
 def gateway_settings(config: ServeAppConfig) -> dict[str, Any]:
@@ -112,28 +114,63 @@ def endpoint(config: ServeAppConfig) -> str:
     return f"http://{host}:{config.http.port}{prefix}/v1"
 
 
-def wait_ready(base_url: str, model: str, timeout_s: float = 600.0) -> float:
-    """Poll until ``model`` answers a 1-token completion (``/v1/models`` answers much earlier).
+def wait_ready(base_url: str, model: str, timeout_s: float = 600.0, api_key: str | None = None,
+               route: str = "completions") -> float:
+    """Poll until ``model`` answers a 1-token request on ``route`` (``completions``, or
+    ``chat/completions`` to go through the whole gateway: keys, rails, stacks, RAG).
+    ``/v1/models`` answers long before the engine does, so only an answer counts.
 
-    Returns the seconds waited; raises ``TimeoutError``.
+    Returns the seconds waited; raises ``TimeoutError``, or ``UserError`` when the app is up
+    and refuses the request (400/401/403: waiting would not help).
     """
     start = time.monotonic()
-    payload = json.dumps({"model": model, "prompt": "ready", "max_tokens": 1}).encode()
+    if route == "completions":
+        body: dict[str, Any] = {"model": model, "prompt": "ready", "max_tokens": 1}
+    else:
+        body = {"model": model, "max_tokens": 1, "messages": [{"role": "user", "content": "What is the warranty period?"}]}
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    payload = json.dumps(body).encode()
     last = "no answer"
     while time.monotonic() - start < timeout_s:
-        req = urllib.request.Request(
-            f"{base_url}/completions", data=payload, headers={"Content-Type": "application/json"}
-        )
+        req = urllib.request.Request(f"{base_url}/{route}", data=payload, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
+            with urllib.request.urlopen(req, timeout=60) as resp:
                 if resp.status == 200:
                     return time.monotonic() - start
         except urllib.error.HTTPError as exc:
-            last = f"HTTP {exc.code}"
+            last = f"HTTP {exc.code}: {exc.read()[:500].decode(errors='replace')}"
+            if exc.code in (400, 401, 403):
+                raise UserError(f"{base_url} refused the readiness request for model {model!r}: {last}") from None
         except (urllib.error.URLError, OSError) as exc:
             last = str(exc)
         time.sleep(2.0)
     raise TimeoutError(f"{base_url} did not serve {model!r} within {timeout_s:.0f} s (last: {last})")
+
+
+def key_hook(config: ServeAppConfig):
+    """The app's API-key hook spec, or None when the app checks no keys."""
+    return next((h for h in config.gateway.hooks if h.path == KEY_HOOK), None)
+
+
+@contextlib.contextmanager
+def readiness_key(config: ServeAppConfig, model: str):
+    """A key for the readiness probe of an app that checks keys: created in the app's key
+    store for ``model`` only, revoked on exit (the audit log records both). Yields None when
+    the app checks no keys."""
+    hook = key_hook(config)
+    if hook is None:
+        yield None
+        return
+    from llmops_ray.serve.keys import get_store
+
+    store = get_store(hook.kwargs.get("db_path"))
+    plaintext, info = store.create("llmops-deploy", models=[model], name=f"readiness probe of app {config.name}")
+    try:
+        yield plaintext
+    finally:
+        store.revoke(info.key_id)
 
 
 def start_app(config: ServeAppConfig, wait: bool = True, timeout_s: float = 900.0) -> dict[str, Any]:
@@ -153,7 +190,8 @@ def start_app(config: ServeAppConfig, wait: bool = True, timeout_s: float = 900.
         "dashboard": DASHBOARD_URL,
     }
     if wait:
-        info["ready_after_s"] = round(wait_ready(info["endpoint"], info["model"], timeout_s), 1)
+        with readiness_key(config, info["model"]) as key:
+            info["ready_after_s"] = round(wait_ready(info["endpoint"], info["model"], timeout_s, api_key=key), 1)
     return info
 
 

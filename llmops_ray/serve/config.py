@@ -19,10 +19,11 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from llmops_ray.config import StrictModel, load_config, workspace
+from llmops_ray.config import StrictModel, UserError, load_config, workspace
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SERVE_CONFIGS_DIR = REPO_ROOT / "serve_configs"
+# llmops_ray/serve_configs links to the top-level serve_configs/ in a checkout and is a copy of it
+# in an installed wheel; not resolved, so the link keeps its name in both.
+SERVE_CONFIGS_DIR = Path(__file__).parent.parent / "serve_configs"
 
 _MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
 
@@ -228,7 +229,8 @@ def resolve_serve_config_path(name_or_path: str | os.PathLike[str]) -> str | os.
     shipped = SERVE_CONFIGS_DIR / f"{name_or_path}.yaml"
     if shipped.is_file():
         return shipped
-    return name_or_path  # load_config names what is missing
+    names = ", ".join(sorted(p.stem for p in SERVE_CONFIGS_DIR.glob("*.yaml")))
+    raise UserError(f"serve config {str(name_or_path)!r} is neither a file nor a shipped serve config ({names})")
 
 
 def load_serve_config(name_or_path: str | os.PathLike[str] = "local_cpu", overrides=()) -> ServeAppConfig:

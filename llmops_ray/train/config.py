@@ -76,6 +76,10 @@ class WorkerSettings(StrictModel):
     """Data-parallel Ray Train workers."""
     cpus_per_worker: float = Field(0.9, gt=0)
     """CPU share of each worker (fractional is fine: 2 workers x 0.9 on a 2-core machine)."""
+    fit_to_free_cpus: bool = True
+    """Ask for less than ``cpus_per_worker`` (down to 0.2) when the cluster has fewer CPUs free,
+    e.g. while a Serve app holds part of a small head, instead of waiting for them. Turn it off
+    on an autoscaling cluster, where the autoscaler should add nodes instead."""
     use_gpu: bool = False
     """One GPU per worker, NCCL instead of gloo."""
     torch_threads: int = Field(0, ge=0)

@@ -38,6 +38,42 @@ def steps_geometry(n_train: int, optim: OptimConfig, num_workers: int) -> dict[s
     return {"micro_batches_per_epoch": steps_per_epoch * optim.grad_accum, "steps_per_epoch": steps_per_epoch, "total_steps": total}
 
 
+# Below this CPU share a worker is better not started: say what holds the CPUs instead.
+MIN_CPUS_PER_WORKER = 0.2
+
+
+def fit_cpus_per_worker(num_workers: int, cpus_per_worker: float, free_cpus: float) -> float:
+    """The CPU share each worker asks for: ``cpus_per_worker``, or less when the cluster has
+    fewer CPUs free. Ray Train would otherwise wait for them forever
+    (``WorkerGroupStartupTimeoutError``, retried), e.g. on a rerun of ``make demo`` while its
+    Serve app holds part of the head. Raises UserError when even
+    :data:`MIN_CPUS_PER_WORKER` per worker does not fit."""
+    if num_workers * cpus_per_worker <= free_cpus + 1e-9:
+        return cpus_per_worker
+    fitted = math.floor(free_cpus / num_workers * 100) / 100  # rounded down: the sum must fit
+    if fitted < MIN_CPUS_PER_WORKER:
+        raise UserError(
+            f"training needs {num_workers} x {cpus_per_worker:g} CPU but the cluster has {free_cpus:.2f} free: "
+            "stop what holds them (`serve shutdown -y` or `make down`) or lower workers.num_workers, then rerun")
+    return fitted
+
+
+def fit_workers(workers: WorkerSettings) -> WorkerSettings:
+    """``workers`` with its CPU share fitted to what the connected cluster has free now
+    (when ``workers.fit_to_free_cpus``); prints a line when it shrinks."""
+    if not workers.fit_to_free_cpus:
+        return workers
+    import ray
+
+    free = float(ray.available_resources().get("CPU", 0.0))
+    cpus = fit_cpus_per_worker(workers.num_workers, workers.cpus_per_worker, free)
+    if cpus == workers.cpus_per_worker:
+        return workers
+    print(f"[train] {workers.num_workers} workers x {cpus:g} CPU (asked {workers.cpus_per_worker:g} each; "
+          f"{free:.2f} CPU free on the cluster)", flush=True)
+    return workers.model_copy(update={"cpus_per_worker": cpus})
+
+
 def make_plan(
     *,
     run_name: str,

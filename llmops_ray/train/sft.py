@@ -95,7 +95,7 @@ def prepare(config: FinetuneConfig, cpus_per_worker: float | None = None, shared
     from llmops_ray.cluster import init_ray
     from llmops_ray.models.base import file_hash, load_tokenizer
     from llmops_ray.train.data import validate_dataset
-    from llmops_ray.train.runner import make_plan, start_mlflow_run
+    from llmops_ray.train.runner import fit_workers, make_plan, start_mlflow_run
 
     check_config(config)
     model_dir = resolve_base_model(config.base_model)
@@ -117,9 +117,10 @@ def prepare(config: FinetuneConfig, cpus_per_worker: float | None = None, shared
         train_ds, val_ds, stats = shared.train, shared.validation, shared.stats
     else:
         train_ds, val_ds, stats = _tokenize(config, model_dir, dataset_info["files"])
-    workers = config.workers
-    if cpus_per_worker is not None:
-        workers = workers.model_copy(update={"cpus_per_worker": cpus_per_worker})
+    if cpus_per_worker is not None:  # a Tune trial: its share was planned with the other trials'
+        workers = config.workers.model_copy(update={"cpus_per_worker": cpus_per_worker, "fit_to_free_cpus": False})
+    else:
+        workers = fit_workers(config.workers)
     mlflow = start_mlflow_run(config.mlflow_experiment, config.run_name, config.model_dump(mode="json"))
     plan = make_plan(
         run_name=config.run_name,

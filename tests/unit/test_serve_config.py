@@ -55,7 +55,7 @@ def test_cpu_and_gpu_defaults_come_from_yaml():
     assert cpu.engine_kwargs["max_model_len"] == 1024
     gpu = load_serve_config("gpu_vllm").models[0]
     assert gpu.accelerator == "gpu"
-    assert gpu.engine_kwargs["tensor_parallel_size"] == 2
+    assert gpu.engine_kwargs["tensor_parallel_size"] == 1
     assert gpu.engine_kwargs["gpu_memory_utilization"] >= 0.8
     multi = load_serve_config("multi_model")
     assert [m.model_id for m in multi.models] == ["tiny-base", "tiny-chat"]
@@ -69,7 +69,7 @@ def test_gpu_placement_and_accelerator_type():
     data["models"][0]["placement_group_config"] = {"bundles": [{"GPU": 1}, {"GPU": 1}], "strategy": "PACK"}
     spec = build_config(ServeAppConfig, data).models[0]
     d = llm_config_dict(spec)
-    assert d["accelerator_type"] == "L4"
+    assert d["accelerator_type"] == "L40S"
     assert d["placement_group_config"]["strategy"] == "PACK"
     assert d["accelerator_config"] == {"kind": "gpu"}
 
@@ -153,8 +153,9 @@ def test_cli_serve_bad_input_exits_2(tmp_path):
     import subprocess
     import sys
 
-    from llmops_ray.serve.config import REPO_ROOT
+    from pathlib import Path
 
+    repo = Path(__file__).resolve().parents[2]
     env = {"LLMOPS_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
     for args, needle in [
         (["serve", "--config", "no_such_config"], "no_such_config"),
@@ -162,7 +163,7 @@ def test_cli_serve_bad_input_exits_2(tmp_path):
         (["serve", "--set", "gateway.bogus=1"], "unknown key"),
     ]:
         proc = subprocess.run([sys.executable, "-m", "llmops_ray.cli", *args], capture_output=True, text=True,
-                              env=env, cwd=REPO_ROOT, timeout=120)
+                              env=env, cwd=repo, timeout=120)
         assert proc.returncode == 2, proc.stderr
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("llmops: error:") and needle in lines[0], proc.stderr
