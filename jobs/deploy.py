@@ -3,7 +3,9 @@
     ray job submit --working-dir . -- python jobs/deploy.py --config serve_configs/local_cpu.yaml
     python jobs/deploy.py --config serve_configs/multi_model.yaml --set http.port=8001
 
-The app outlives this job; `serve shutdown -y` (or `make down`) stops it.
+The app outlives this job; `serve shutdown -y` (or `make down`) stops it. The job returns once
+the first model answers a completion; when the app checks API keys it asks with a readiness key
+it creates in the app's key store and revokes right after (both are in the audit log).
 """
 
 from __future__ import annotations
