@@ -44,8 +44,9 @@ bench: $(STAMP)
 down:
 	-$(BIN)/python jobs/demo.py down
 
-lint:
-	$(BIN)/python -m compileall -q llmops_ray jobs benchmarks tests
+# ruff's rules are in pyproject.toml ([tool.ruff]).
+lint: $(STAMP)
+	$(BIN)/ruff check llmops_ray jobs benchmarks tests .ci
 
 clean: down
 	rm -rf $(VENV) .llmops

@@ -119,7 +119,7 @@ def main() -> None:
 
     from llmops_ray.data.chunk import chunk_text, tokenizer_counter
     from llmops_ray.data.clean import clean_text
-    from llmops_ray.data.pipeline import IngestConfig, ingest
+    from llmops_ray.data.ingest import IngestConfig, ingest
     from llmops_ray.kb.embed import default_model_path, embed_texts, load_embedder
     from llmops_ray.kb.store import connect, open_table, schema
     from llmops_ray.safety.pii import mask_pii

@@ -20,7 +20,7 @@ def main() -> None:
 
     from llmops_ray.cluster import apply_process_env
     from llmops_ray.config import load_config
-    from llmops_ray.models.bootstrap import BootstrapConfig, bootstrap
+    from llmops_ray.train.bootstrap import BootstrapConfig, bootstrap
 
     apply_process_env()
     cfg = load_config(BootstrapConfig, args.config, args.overrides)

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from llmops_ray.cluster import apply_process_env
     from llmops_ray.config import UserError
-    from llmops_ray.data.pipeline import ingest, load_ingest_config
+    from llmops_ray.data.ingest import ingest, load_ingest_config
 
     apply_process_env()
     try:

@@ -20,9 +20,11 @@ from typer._click import exceptions as click_exc
 
 from llmops_ray.cluster import apply_process_env
 from llmops_ray.config import UserError
+from llmops_ray.common.cli_output import print_json
 
 # Modules that define ``register(app: typer.Typer) -> None``; add yours here.
 COMMAND_MODULES: list[str] = [
+    "llmops_ray.data.commands",
     "llmops_ray.kb.commands",
     "llmops_ray.registry.cli",
     "llmops_ray.evaluate.cli",
@@ -59,7 +61,6 @@ def _root() -> None:
 
 def info() -> None:
     """Print the workspace, the Ray address in use and the stack's versions as JSON."""
-    import json
     import os
     from importlib import metadata
 
@@ -71,11 +72,11 @@ def info() -> None:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             continue
-    print(json.dumps({
+    print_json({
         "workspace": str(workspace()),
         "ray_address": os.environ.get("RAY_ADDRESS") or "local",
         "versions": versions,
-    }))
+    })
 
 
 def pipeline(
@@ -86,15 +87,14 @@ def pipeline(
     """Run the lifecycle (ingest -> ... -> deploy) on the connected Ray; the last line is JSON.
 
     With ``--check`` the last line is where each referenced config was found instead."""
-    import json
 
     from llmops_ray.pipeline import check_pipeline_config, load_pipeline_config, run_pipeline
 
     cfg = load_pipeline_config(config, overrides or [])
     if check:
-        print(json.dumps({"config": config, "resolved": check_pipeline_config(cfg)}))
+        print_json({"config": config, "resolved": check_pipeline_config(cfg)})
         return
-    print(json.dumps(run_pipeline(cfg)["info"]))
+    print_json(run_pipeline(cfg)["info"])
 
 
 def main(argv: list[str] | None = None) -> None:

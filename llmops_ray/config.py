@@ -21,6 +21,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 CONFIGS_DIR = Path(__file__).parent / "configs"
+#: Data shipped in the package (sample corpus, eval suites, prompts, safety sets).
+RESOURCES_DIR = Path(__file__).parent / "resources"
+#: The sample corpus the demo ingests and the tiny model pretrains on.
+SAMPLE_CORPUS = RESOURCES_DIR / "sample_corpus"
 
 T = TypeVar("T", bound=BaseModel)
 

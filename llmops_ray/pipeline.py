@@ -36,10 +36,9 @@ from typing import Any, Callable, Literal
 
 from pydantic import Field
 
-from llmops_ray.config import StrictModel, UserError, build_config, load_config, models_root, workspace_path
+from llmops_ray.config import SAMPLE_CORPUS, StrictModel, UserError, build_config, load_config, models_root, workspace_path
 
 STAGES = ("ingest", "bootstrap", "finetune", "register", "evaluate", "promote", "demo_key", "deploy")
-SAMPLE_CORPUS = Path(__file__).resolve().parent / "resources" / "sample_corpus"
 STACK_HOOK = "llmops_ray.serve.stacks:StackHook"
 KEY_HOOK = "llmops_ray.serve.keys:ApiKeyHook"
 
@@ -199,7 +198,7 @@ def check_pipeline_config(config: PipelineConfig) -> dict[str, Any]:
     (file paths; ``suite`` is the suite's name)."""
     from llmops_ray.config import resolve_config_path
     from llmops_ray.evaluate.suite import load_suite
-    from llmops_ray.models.bootstrap import BootstrapConfig
+    from llmops_ray.train.bootstrap import BootstrapConfig
     from llmops_ray.serve.config import resolve_serve_config_path
     from llmops_ray.train import FinetuneConfig
 
@@ -278,46 +277,22 @@ class State:
 # --------------------------------------------------------------------------- MLflow
 
 
-class Tracker:
+def start_tracking(name: str, fingerprint: str):
     """One MLflow run per pipeline execution (client API: no global active run, so the
-    stages' own MLflow runs are unaffected). Tracking never stops the pipeline."""
+    stages' own MLflow runs are unaffected); None when the store is unusable."""
+    from llmops_ray.common.tracking import start_run
 
-    def __init__(self, name: str, fingerprint: str):
-        self.client = self.run_id = None
-        try:
-            from mlflow.tracking import MlflowClient
+    return start_run(f"pipeline/{name}", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                     tags={"llmops.pipeline": name, "llmops.config_hash": fingerprint})
 
-            from llmops_ray.config import mlflow_tracking_uri
 
-            self.client = MlflowClient(tracking_uri=mlflow_tracking_uri())
-            experiment = f"pipeline/{name}"
-            exp = self.client.get_experiment_by_name(experiment)
-            exp_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
-            run = self.client.create_run(exp_id, run_name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                                         tags={"llmops.pipeline": name, "llmops.config_hash": fingerprint})
-            self.run_id = run.info.run_id
-        except Exception as exc:  # noqa: BLE001 - the tracking store is optional
-            print(f"[pipeline] mlflow tracking disabled: {exc}", flush=True)
-            self.client = None
-
-    def stage(self, stage: str, status: str, seconds: float, result: dict[str, Any]) -> None:
-        if self.client is None:
-            return
-        try:
-            self.client.set_tag(self.run_id, f"stage.{stage}", status)
-            self.client.log_metric(self.run_id, f"{stage}.seconds", seconds)
-            for key, value in _numbers(result).items():
-                self.client.log_metric(self.run_id, f"{stage}.{key}", value)
-            self.client.log_dict(self.run_id, result, f"stages/{stage}.json")
-        except Exception as exc:  # noqa: BLE001
-            print(f"[pipeline] mlflow logging of {stage} failed: {exc}", flush=True)
-
-    def finish(self, failed: bool = False) -> None:
-        if self.client is not None:
-            try:
-                self.client.set_terminated(self.run_id, status="FAILED" if failed else "FINISHED")
-            except Exception:  # noqa: BLE001
-                pass
+def track_stage(run, stage: str, status: str, seconds: float, result: dict[str, Any]) -> None:
+    """A stage's status tag, duration, numeric results and the result itself."""
+    if run is None:
+        return
+    run.set_tag(f"stage.{stage}", status)
+    run.log_metrics({"seconds": seconds, **_numbers(result)}, prefix=f"{stage}.")
+    run.log_dict(result, f"stages/{stage}.json")
 
 
 def _numbers(result: dict[str, Any], prefix: str = "") -> dict[str, float]:
@@ -357,7 +332,7 @@ class Runner:
         self.config = config
         self.progress = progress
         self.state = State(config.name)
-        self.tracker = Tracker(config.name, digest(config.model_dump(mode="json")))
+        self.tracker = start_tracking(config.name, digest(config.model_dump(mode="json")))
         self.records: dict[str, dict[str, Any]] = {}
 
     def stage(self, name: str, fingerprint: str, run: Callable[[], dict[str, Any]],
@@ -373,7 +348,7 @@ class Runner:
                 result = previous["result"]
                 self.records[name] = {"status": "skipped", "seconds": 0.0, "fingerprint": fingerprint, "result": result}
                 _say(self.progress, f"[pipeline] {name}: skipped (unchanged, fingerprint {fingerprint}) {_summary(result)}")
-                self.tracker.stage(name, "skipped", 0.0, result)
+                track_stage(self.tracker, name, "skipped", 0.0, result)
                 return result
         _say(self.progress, f"[pipeline] {name}: running (fingerprint {fingerprint})")
         started = time.monotonic()
@@ -382,7 +357,7 @@ class Runner:
         self.state.put(name, fingerprint, result)
         self.records[name] = {"status": "ran", "seconds": seconds, "fingerprint": fingerprint, "result": result}
         _say(self.progress, f"[pipeline] {name}: ran in {seconds} s {_summary(result)}")
-        self.tracker.stage(name, "ran", seconds, result)
+        track_stage(self.tracker, name, "ran", seconds, result)
         return result
 
 
@@ -403,7 +378,7 @@ def stage_ingest(runner: Runner) -> dict[str, Any]:
     fp = digest("ingest", cfg.model_dump(mode="json"), where, content_hash(paths))
 
     def run() -> dict[str, Any]:
-        from llmops_ray.data.pipeline import ingest, load_ingest_config
+        from llmops_ray.data.ingest import ingest, load_ingest_config
 
         summary = ingest(paths, cfg.kb, tenant=cfg.tenant, mode=cfg.mode,
                          config=load_ingest_config(cfg.config, cfg.overrides),
@@ -442,7 +417,7 @@ def stage_bootstrap(runner: Runner) -> dict[str, Any]:
     def run() -> dict[str, Any]:
         if (base / "config.json").is_file():
             return {"output_dir": str(base), "bootstrapped": False, "model_fp": dir_fingerprint(base)}
-        from llmops_ray.models.bootstrap import BootstrapConfig, bootstrap
+        from llmops_ray.train.bootstrap import BootstrapConfig, bootstrap
 
         boot = load_config(BootstrapConfig, cfg.config, cfg.overrides)
         corpus = cfg.corpus or _ingest_paths(runner.config)
@@ -757,5 +732,6 @@ def run_pipeline(config: PipelineConfig, progress: Progress = None) -> dict[str,
             info.update(endpoint=dep["endpoint"], model=dep["model"], dashboard=dep["dashboard"])
         failed = False
     finally:
-        runner.tracker.finish(failed)
+        if runner.tracker is not None:
+            runner.tracker.finish(failed)
     return {"stages": runner.records, "info": info}

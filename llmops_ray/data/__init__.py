@@ -12,7 +12,7 @@ from typing import Any
 
 
 def ingest(*args: Any, **kwargs: Any) -> dict:
-    """Run an ingest; see :func:`llmops_ray.data.pipeline.ingest`."""
-    from llmops_ray.data.pipeline import ingest as _ingest
+    """Run an ingest; see :func:`llmops_ray.data.ingest.ingest`."""
+    from llmops_ray.data.ingest import ingest as _ingest
 
     return _ingest(*args, **kwargs)

@@ -51,6 +51,6 @@ class ChunkAndEmbed(ChunkEmbedder):
                              "model_path": resolve_model(model)}
 
     def __call__(self, batch: Any) -> Any:
-        from llmops_ray.data.pipeline import chunk_batch
+        from llmops_ray.data.stages import chunk_batch
 
         return super().__call__(chunk_batch(batch, **self.chunk_kwargs))

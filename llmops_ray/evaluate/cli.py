@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 
 import typer
+from llmops_ray.common.cli_output import print_json
 
 
 def register(app: typer.Typer) -> None:
@@ -24,5 +24,5 @@ def register(app: typer.Typer) -> None:
         loaded = load_suite(suite)  # bad suites / refs fail before Ray starts
         resolve_stack(stack)
         result = evaluate_stack(stack, loaded, store=not no_store, engine_cpus=engine_cpus, engine_gpus=engine_gpus)
-        print(json.dumps({k: result.get(k) for k in
-                          ("stack", "version", "suite", "metrics", "counts", "results_path", "report")}))
+        print_json({k: result.get(k) for k in
+                          ("stack", "version", "suite", "metrics", "counts", "results_path", "report")})

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops_ray.config import UserError, workspace_path
-from llmops_ray.evaluate import metrics as M
+import llmops_ray.evaluate.metrics as M
 from llmops_ray.evaluate.suite import Suite, load_suite
 
 
@@ -71,7 +71,9 @@ def score_suite(suite: Suite, answers: dict[str, str], contexts: dict[str, str],
             refs = item.references()
             row.update(answer=answer, exact_match=M.exact_match(answer, refs),
                        token_f1=M.token_f1(answer, refs), rouge_l=M.rouge_l(answer, refs))
-            em.append(row["exact_match"]); f1.append(row["token_f1"]); rl.append(row["rouge_l"])
+            em.append(row["exact_match"])
+            f1.append(row["token_f1"])
+            rl.append(row["rouge_l"])
             context = contexts.get(key, "")
             if context:
                 row["groundedness"] = M.lexical_groundedness(answer, context)
@@ -80,7 +82,8 @@ def score_suite(suite: Suite, answers: dict[str, str], contexts: dict[str, str],
             row["recall_at_k"] = M.recall_at_k(retrieved[key], item.gold(), k)
             row["reciprocal_rank"] = M.reciprocal_rank(retrieved[key], item.gold())
             row["retrieved"] = retrieved[key][:k]
-            rec.append(row["recall_at_k"]); rr.append(row["reciprocal_rank"])
+            rec.append(row["recall_at_k"])
+            rr.append(row["reciprocal_rank"])
         if item.type == "safety":
             answer = answers[key]
             row.update(kind=item.kind, answer=answer)
@@ -203,7 +206,7 @@ def evaluate_stack(ref: str, suite_path: str | Suite, store: bool = True, report
 def _log_mlflow(stack, suite: str, result: dict[str, Any], path: Path) -> None:
     import mlflow
 
-    from llmops_ray.registry.store import mlflow_client
+    from llmops_ray.common.tracking import mlflow_client
 
     mlflow_client()
     experiment = mlflow.set_experiment(f"eval/{stack.name}")

@@ -22,9 +22,9 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, TypeAdapter, ValidationError, model_validator
 
-from llmops_ray.config import StrictModel, UserError, format_validation_error, read_yaml
+from llmops_ray.config import RESOURCES_DIR, StrictModel, UserError, format_validation_error, read_yaml
 
-SUITES_DIR = Path(__file__).resolve().parent.parent / "resources" / "eval_suites"
+SUITES_DIR = RESOURCES_DIR / "eval_suites"
 
 
 class QAItem(StrictModel):

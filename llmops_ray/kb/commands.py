@@ -1,47 +1,17 @@
-"""CLI commands of the knowledge base: ``llmops ingest``, ``llmops search``, ``llmops kb list|versions``.
+"""CLI commands of the knowledge base: ``llmops search``, ``llmops kb list|versions``.
 
-Output contracts (see ../shared/GUIDE.md): ``ingest`` prints progress lines and, as its
-last stdout line, the JSON summary; ``search`` prints one JSON line per query.
+Output contract (see ../shared/GUIDE.md): ``search`` prints one JSON line per query.
 """
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
+from llmops_ray.common.cli_output import print_json
 from llmops_ray.config import UserError
-
-
-def _print_json(obj: object) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
-    sys.stdout.flush()
-
-
-def ingest_command(
-    paths: List[str] = typer.Argument(..., help="Files or directories (md, txt, html, pdf, jsonl)."),
-    kb: str = typer.Option(..., "--kb", help="Knowledge-base name (one LanceDB table)."),
-    tenant: str = typer.Option("default", "--tenant", help="Tenant the documents belong to."),
-    mode: str = typer.Option("incremental", "--mode", help="incremental (default) or rebuild."),
-    sync: bool = typer.Option(False, "--sync", help="Also delete documents whose source under PATHS is gone."),
-    config: Optional[str] = typer.Option(None, "--config", help="IngestConfig YAML file."),
-    overrides: List[str] = typer.Option([], "--set", help="IngestConfig override key=value (repeatable)."),
-) -> None:
-    """Ingest documents into a knowledge base; the last stdout line is the JSON summary."""
-    from llmops_ray.data.pipeline import ingest, load_ingest_config
-
-    cfg = load_ingest_config(config, overrides)
-
-    def progress(message: str) -> None:
-        print(message, flush=True)
-
-    summary = ingest(paths, kb, tenant=tenant, mode=mode, sync=sync, config=cfg, progress=progress)
-    _print_json(summary)
-    ingested = summary["documents_written"] + summary["documents_unchanged"]
-    raise typer.Exit(0 if ingested > 0 else 1)
 
 
 def search_command(
@@ -68,7 +38,7 @@ def search_command(
     keys = ("doc_id", "source", "chunk_id", "text", "score", "title", "tenant")
     for q in queries:
         hits = search(kb, q, k=k, mode=mode, tenant=tenant)
-        _print_json({"query": q, "hits": [{key: h[key] for key in keys} for h in hits]})
+        print_json({"query": q, "hits": [{key: h[key] for key in keys} for h in hits]})
 
 
 kb_app = typer.Typer(help="Knowledge bases: list them and their versions.", no_args_is_help=True)
@@ -80,7 +50,7 @@ def kb_list_command() -> None:
     from llmops_ray.kb.store import list_kbs
 
     for info in list_kbs():
-        _print_json(info)
+        print_json(info)
 
 
 @kb_app.command("versions")
@@ -89,10 +59,9 @@ def kb_versions_command(name: str = typer.Argument(..., help="Knowledge-base nam
     from llmops_ray.kb.store import kb_versions
 
     for info in kb_versions(name):
-        _print_json(info)
+        print_json(info)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("ingest")(ingest_command)
     app.command("search")(search_command)
     app.add_typer(kb_app, name="kb")

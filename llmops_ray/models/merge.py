@@ -27,7 +27,7 @@ def adapter_base(adapter_dir: Path) -> str:
 def merge_adapter(adapter: str, out: str, base_model: str | None = None) -> dict[str, Any]:
     """Load base + adapter, ``merge_and_unload``, save a full model dir with tokenizer and lineage."""
     from llmops_ray.models.base import check_model_source, load_causal_lm, load_tokenizer, write_lineage
-    from llmops_ray.train.runner import git_commit, publish_dir, staging_dir
+    from llmops_ray.common.artifacts import git_commit, publish_dir, staging_dir
 
     adapter_dir = Path(adapter).expanduser().resolve()
     if not (adapter_dir / "adapter_config.json").is_file():

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Optional
 
 import typer
+from llmops_ray.common.cli_output import print_json
 
 
 def audit_command(
@@ -15,11 +15,11 @@ def audit_command(
     limit: Optional[int] = typer.Option(None, "--limit", min=0, help="Only the last N matching records."),
 ) -> None:
     """Print audit records (key creation/revocation, promotions, rollbacks, blocked requests), oldest first."""
-    from llmops_ray.observe.audit import read_audit
+    from llmops_ray.common.audit import read_audit
 
     match = {"tenant": tenant} if tenant else {}
     for record in read_audit(since=since, event=event, limit=limit, **match):
-        print(json.dumps(record, ensure_ascii=False))
+        print_json(record)
 
 
 def register(app: typer.Typer) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Optional
 import typer
 
 from llmops_ray.config import UserError
+from llmops_ray.common.cli_output import print_json
 
 cost_app = typer.Typer(help="Cost per tenant, stack and variant (tokens and replica-seconds).", no_args_is_help=True)
 logs_app = typer.Typer(help="Query the request log (PII-masked).", no_args_is_help=True)
@@ -137,7 +138,7 @@ def logs_query_cmd(
     if output:
         with open(output, "a", encoding="utf-8") as fh:
             fh.writelines(line + "\n" for line in lines)
-        print(json.dumps({"output": output, "lines": len(lines)}))
+        print_json({"output": output, "lines": len(lines)})
     else:
         for line in lines:
             print(line)
@@ -207,7 +208,7 @@ def slo_report_cmd(
             report.append(entry)
     if as_json:
         for entry in report:
-            print(json.dumps(entry))
+            print_json(entry)
     else:
         columns = ["stack"] + (["variant"] if by_variant else []) + [
             "requests", "availability", "error_rate", "ttft_p50_ms", "ttft_p95_ms", "latency_p50_ms",

@@ -28,7 +28,7 @@ import time
 from typing import Any
 
 from llmops_ray.observe.tracker import Observer
-from llmops_ray.serve.hooks import GatewayHook, RequestContext
+from llmops_ray.common.gateway_hooks import GatewayHook, RequestContext
 
 _STRIP = "observe_strip_usage"
 _USAGE = "observe_usage"

@@ -12,9 +12,7 @@ from typing import Optional
 
 import typer
 
-
-def _print(obj) -> None:
-    print(json.dumps(obj, indent=None, default=str))
+from llmops_ray.common.cli_output import print_json
 
 
 def register(app: typer.Typer) -> None:
@@ -27,7 +25,7 @@ def register(app: typer.Typer) -> None:
         from llmops_ray.registry import list_stacks
 
         for row in list_stacks():
-            _print(row)
+            print_json(row)
 
     @registry.command("show")
     def show_cmd(ref: str = typer.Argument(..., help="NAME@ALIAS_OR_VERSION, or NAME for every version")) -> None:
@@ -35,9 +33,9 @@ def register(app: typer.Typer) -> None:
         from llmops_ray.registry import list_versions, resolve_stack
 
         if "@" in ref:
-            _print(resolve_stack(ref).to_dict())
+            print_json(resolve_stack(ref).to_dict())
         else:
-            _print({"name": ref, "versions": [v.to_dict() for v in list_versions(ref)]})
+            print_json({"name": ref, "versions": [v.to_dict() for v in list_versions(ref)]})
 
     @registry.command("register")
     def register_cmd(
@@ -58,7 +56,7 @@ def register(app: typer.Typer) -> None:
             if not isinstance(extra, dict):
                 raise UserError("--lineage must be a JSON object")
         stack = register_stack(manifest, lineage=extra, aliases=alias)
-        _print({"name": stack.name, "version": stack.version, "aliases": stack.aliases})
+        print_json({"name": stack.name, "version": stack.version, "aliases": stack.aliases})
 
     @registry.command("alias")
     def alias_cmd(
@@ -75,12 +73,12 @@ def register(app: typer.Typer) -> None:
 
         if delete:
             delete_alias(name, alias, reason)
-            _print({"name": name, "alias": alias, "deleted": True})
+            print_json({"name": name, "alias": alias, "deleted": True})
             return
         if version is None:
             raise UserError("--version is required (or --delete)")
         stack = set_alias(name, alias, version, reason)
-        _print({"name": name, "alias": alias, "version": stack.version})
+        print_json({"name": name, "alias": alias, "version": stack.version})
 
     @registry.command("promote")
     def promote_cmd(
@@ -94,7 +92,7 @@ def register(app: typer.Typer) -> None:
         from llmops_ray.registry import promote
 
         stack, report = promote(name, version, to=to, force=force, reason=reason)
-        _print({"name": name, "alias": to, "version": stack.version, "forced": not report.passed,
+        print_json({"name": name, "alias": to, "version": stack.version, "forced": not report.passed,
                 "gates": report.to_dict()})
 
     @registry.command("rollback")
@@ -107,7 +105,7 @@ def register(app: typer.Typer) -> None:
         from llmops_ray.registry import rollback
 
         stack = rollback(name, alias, reason)
-        _print({"name": name, "alias": alias, "version": stack.version})
+        print_json({"name": name, "alias": alias, "version": stack.version})
 
     @registry.command("diff")
     def diff_cmd(
@@ -118,7 +116,7 @@ def register(app: typer.Typer) -> None:
         """Manifest, lineage and metric differences between two versions."""
         from llmops_ray.registry import diff_versions
 
-        _print(diff_versions(name, a, b))
+        print_json(diff_versions(name, a, b))
 
     @registry.command("prompt")
     def prompt_cmd(
@@ -138,4 +136,4 @@ def register(app: typer.Typer) -> None:
             p = ensure_default_prompt(name)
         else:
             raise UserError("give --file FILE, --name NAME (the shipped template) or --show NAME@VERSION")
-        _print({"name": p.name, "version": p.version, "ref": p.ref, "messages": p.messages})
+        print_json({"name": p.name, "version": p.version, "ref": p.ref, "messages": p.messages})

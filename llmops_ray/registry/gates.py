@@ -91,7 +91,7 @@ def promote(name: str, version: int, to: str = "production", force: bool = False
 
     Returns ``(StackVersion, GateReport)``; raises :class:`UserError` when refused.
     """
-    from llmops_ray.registry import store
+    import llmops_ray.registry.store as store
 
     if force and not reason.strip():
         raise UserError("--force needs --reason \"...\" (it is recorded in the audit trail)")

@@ -3,7 +3,7 @@
 A model stack = base model + optional adapter + prompt template ``name@version`` +
 optional knowledge base ``name@version`` + generation settings + policy (gate metrics
 and SLO targets). The manifest is a YAML file validated into :class:`StackManifest`;
-:func:`check_manifest_references` then checks that everything it names exists.
+:func:`llmops_ray.registry.store.check_manifest_references` then checks that everything it names exists.
 """
 
 from __future__ import annotations
@@ -169,19 +169,3 @@ def check_adapter_dir(adapter: str) -> str:
     if not (path / "adapter_config.json").is_file():
         raise UserError(f"adapter directory {adapter!r} has no adapter_config.json (not a peft adapter)")
     return str(path.resolve())
-
-
-def check_manifest_references(manifest: StackManifest) -> StackManifest:
-    """Check that the base model, adapter, prompt version and KB version all exist.
-
-    Returns a copy with local paths made absolute (what gets stored in the registry).
-    """
-    from llmops_ray.models.base import check_model_source
-    from llmops_ray.registry.prompts import get_prompt
-
-    base = check_model_source(manifest.base_model)
-    adapter = check_adapter_dir(manifest.adapter) if manifest.adapter else None
-    get_prompt(manifest.prompt)  # raises UserError naming the missing prompt version
-    if manifest.kb:
-        kb_version_exists(manifest.kb)
-    return manifest.model_copy(update={"base_model": base, "adapter": adapter})

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from llmops_ray.config import UserError, read_yaml
+from llmops_ray.config import RESOURCES_DIR, UserError, read_yaml
 
-DEFAULT_PROMPT_FILE = Path(__file__).resolve().parent.parent / "resources" / "prompts" / "qa_default.yaml"
+DEFAULT_PROMPT_FILE = RESOURCES_DIR / "prompts" / "qa_default.yaml"
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,7 @@ def _validate_messages(messages: Any, source: str) -> list[dict[str, str]]:
 
 def register_prompt(name: str, messages: list[dict[str, str]], message: str = "") -> PromptTemplate:
     """Register ``messages`` as a new version of prompt ``name`` (or return the identical latest)."""
-    from llmops_ray.registry.store import mlflow_client
+    from llmops_ray.common.tracking import mlflow_client
 
     messages = _validate_messages(messages, f"prompt {name!r}")
     mlflow_client()
@@ -92,7 +91,7 @@ def ensure_default_prompt(name: str = "qa") -> PromptTemplate:
 
 
 def _latest(name: str) -> PromptTemplate:
-    from llmops_ray.registry.store import mlflow_client
+    from llmops_ray.common.tracking import mlflow_client
 
     client = mlflow_client()
     import mlflow
@@ -111,7 +110,7 @@ def _latest(name: str) -> PromptTemplate:
 def get_prompt(ref: str) -> PromptTemplate:
     """Load ``name@version`` (or ``name@latest``); a clear error when it does not exist."""
     from llmops_ray.registry.manifest import split_ref
-    from llmops_ray.registry.store import mlflow_client
+    from llmops_ray.common.tracking import mlflow_client
 
     name, version = split_ref(ref, "prompt")
     if version == "latest":

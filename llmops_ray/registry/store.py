@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmops_ray.config import UserError, mlflow_tracking_uri
+from llmops_ray.common.tracking import mlflow_client
+from llmops_ray.config import UserError
 from llmops_ray.registry.manifest import (
     StackManifest,
-    check_manifest_references,
     load_manifest,
     split_ref,
 )
@@ -108,17 +108,6 @@ class StackVersion:
 
 
 # --------------------------------------------------------------------------- MLflow access
-
-
-def mlflow_client():
-    """An ``MlflowClient`` on the project's store (``MLFLOW_TRACKING_URI`` or the workspace)."""
-    import mlflow
-    from mlflow import MlflowClient
-
-    uri = mlflow_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def _now() -> str:
@@ -233,6 +222,23 @@ def _adapter_lineage(model_dir: str | None) -> dict[str, Any]:
         return {}
 
 
+def check_manifest_references(manifest: StackManifest) -> StackManifest:
+    """Check that the base model, adapter, prompt version and KB version all exist.
+
+    Returns a copy with local paths made absolute (what gets stored in the registry).
+    """
+    from llmops_ray.models.base import check_model_source
+    from llmops_ray.registry.manifest import check_adapter_dir, kb_version_exists
+    from llmops_ray.registry.prompts import get_prompt
+
+    base = check_model_source(manifest.base_model)
+    adapter = check_adapter_dir(manifest.adapter) if manifest.adapter else None
+    get_prompt(manifest.prompt)  # raises UserError naming the missing prompt version
+    if manifest.kb:
+        kb_version_exists(manifest.kb)
+    return manifest.model_copy(update={"base_model": base, "adapter": adapter})
+
+
 def register_stack(
     manifest: StackManifest | dict | str | os.PathLike[str],
     lineage: dict[str, Any] | None = None,
@@ -316,7 +322,7 @@ def record_eval(name: str, version: int, suite: str, result: dict[str, Any]) -> 
 
 
 def _audit(event: str, **fields: Any) -> None:
-    from llmops_ray.observe.audit import audit
+    from llmops_ray.common.audit import audit
 
     audit(event, **fields)
 

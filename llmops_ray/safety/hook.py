@@ -27,12 +27,12 @@ from llmops_ray.safety.config import RailsConfig
 from llmops_ray.safety.decision import BLOCKED_CODE, RailDecision, blocked_message
 from llmops_ray.safety.output import OutputStreamGuard
 from llmops_ray.safety.rails import Rails, get_rails
-from llmops_ray.serve.hooks import GatewayError, GatewayHook
+from llmops_ray.common.gateway_hooks import GatewayError, GatewayHook
 
 
 def audit_blocked(decision: RailDecision, ctx: Any) -> None:
     """Audit one blocked request (no user text: rail, reason, score, who, which model)."""
-    from llmops_ray.observe.audit import audit
+    from llmops_ray.common.audit import audit
 
     key = getattr(ctx, "principal", None)
     audit("request.blocked", rail=decision.name, reason=decision.reason, score=round(decision.score, 4),

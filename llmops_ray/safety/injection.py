@@ -35,9 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from llmops_ray.config import RESOURCES_DIR
 from llmops_ray.safety.normalize import deobfuscate, normalize
 
-DATASET_PATH = Path(__file__).resolve().parent.parent / "resources" / "safety" / "injection_dataset.jsonl"
+DATASET_PATH = RESOURCES_DIR / "safety" / "injection_dataset.jsonl"
 # Bump when the featuriser or the training recipe changes: it invalidates cached weights.
 FEATURE_VERSION = "char1-4.sublinear.l2.lr-c10.v2"
 NGRAM_RANGE = (1, 4)

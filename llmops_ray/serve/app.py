@@ -61,7 +61,7 @@ def build_app(config: ServeAppConfig):
     from ray.llm._internal.serve.core.server.builder import build_llm_deployment
 
     from llmops_ray.serve.gateway import ENDPOINTS, Gateway, build_fastapi_app
-    from llmops_ray.serve.hooks import hook_deployments
+    from llmops_ray.common.gateway_hooks import hook_deployments
     from llmops_ray.serve.llm import build_llm_config
     from llmops_ray.serve.server import GatewayLLMServer
 

@@ -109,7 +109,7 @@ def auto_rollback(stack: str, bad_version: int, breaches: list[str], figures: di
     alias. Blocking (MLflow): call it from a thread.
     """
     from llmops_ray.config import UserError, workspace_path
-    from llmops_ray.observe.audit import audit
+    from llmops_ray.common.audit import audit
     from llmops_ray.registry import resolve_stack, rollback
     from llmops_ray.registry.store import delete_alias
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import List, Optional
 
 import typer
+from llmops_ray.common.cli_output import print_json
 
 
 def serve_command(
@@ -23,14 +23,14 @@ def serve_command(
     if detach:
         from llmops_ray.serve.app import deploy_detached
 
-        print(json.dumps(deploy_detached(cfg)))
+        print_json(deploy_detached(cfg))
         return
     from llmops_ray.cluster import init_ray
     from llmops_ray.serve.app import start_app
 
     init_ray()
     info = start_app(cfg)
-    print(json.dumps(info), flush=True)
+    print_json(info)
     try:
         while True:
             time.sleep(3600)

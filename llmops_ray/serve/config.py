@@ -158,7 +158,7 @@ class ModelSpec(StrictModel):
 
 
 class HookSpec(StrictModel):
-    """A gateway hook class, imported in the gateway replica (see ``llmops_ray.serve.hooks``)."""
+    """A gateway hook class, imported in the gateway replica (see ``llmops_ray.common.gateway_hooks``)."""
 
     path: str
     """Import path ``package.module:ClassName`` (or ``package.module.ClassName``)."""

@@ -8,7 +8,7 @@ busy cores is the number of messages per token and the first-token batching dela
 routing, session affinity, model cards and SSE framing, so this module only adds what is
 ours: strict input checks (every bad input is a 400/404 with an OpenAI error body, never a
 500), local LoRA adapters in ``/v1/models``, the embeddings route, and the hook points of
-:mod:`llmops_ray.serve.hooks` (keys, rails, RAG, canary, metrics, logs).
+:mod:`llmops_ray.common.gateway_hooks` (keys, rails, RAG, canary, metrics, logs).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from ray.llm._internal.serve.core.ingress.utils import (
 )
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from llmops_ray.serve.hooks import GatewayError, RequestContext, load_hook, overrides
+from llmops_ray.common.gateway_hooks import GatewayError, RequestContext, load_hook, overrides
 from llmops_ray.serve.server import list_local_adapters, local_adapter_path
 
 logger = logging.getLogger("llmops_ray.serve.gateway")

@@ -277,7 +277,7 @@ def verify(bearer: str | None) -> KeyInfo:
 
 
 def _audit(event: str, **fields: Any) -> None:
-    from llmops_ray.observe.audit import audit
+    from llmops_ray.common.audit import audit
 
     audit(event, **fields)
 
@@ -306,7 +306,7 @@ def estimate_prompt_tokens(body: dict[str, Any]) -> int:
     return max(1, chars // 4)
 
 
-from llmops_ray.serve.hooks import GatewayError, GatewayHook  # noqa: E402  (stdlib-only module)
+from llmops_ray.common.gateway_hooks import GatewayError, GatewayHook  # noqa: E402  (stdlib-only module)
 
 
 class ApiKeyHook(GatewayHook):

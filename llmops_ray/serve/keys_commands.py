@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import List, Optional
 
 import typer
+from llmops_ray.common.cli_output import print_json
 
 keys_app = typer.Typer(help="API keys and tenants: create, list, revoke.", no_args_is_help=True)
 
@@ -25,7 +25,7 @@ def create_command(
 
     plaintext, info = get_store().create(tenant, rpm=rpm, tpm=tpm, models=models, name=name)
     print("store this key now: it is shown only once", file=sys.stderr)
-    print(json.dumps({"api_key": plaintext, **info.to_dict()}))
+    print_json({"api_key": plaintext, **info.to_dict()})
 
 
 @keys_app.command("list")
@@ -37,7 +37,7 @@ def list_command(
     from llmops_ray.serve.keys import get_store
 
     for info in get_store().list(tenant=tenant, include_revoked=not active):
-        print(json.dumps(info.to_dict()))
+        print_json(info.to_dict())
 
 
 @keys_app.command("revoke")
@@ -45,7 +45,7 @@ def revoke_command(key_id: str = typer.Argument(..., help="Key id (from `llmops 
     """Revoke a key: the next request with it gets 401 in every gateway replica."""
     from llmops_ray.serve.keys import get_store
 
-    print(json.dumps(get_store().revoke(key_id).to_dict()))
+    print_json(get_store().revoke(key_id).to_dict())
 
 
 def register(app: typer.Typer) -> None:

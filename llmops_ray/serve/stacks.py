@@ -59,7 +59,7 @@ from llmops_ray.serve.canary import (
     pick_variant,
     stickiness_key,
 )
-from llmops_ray.serve.hooks import GatewayError, GatewayHook, RequestContext
+from llmops_ray.common.gateway_hooks import GatewayError, GatewayHook, RequestContext
 from llmops_ray.serve.rag import (
     RETRIEVER_DEPLOYMENT,
     build_messages,

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from llmops_ray.models.commands import group, print_result
+from llmops_ray.common.cli_output import group, print_json
 
 
 def finetune_command(
@@ -19,7 +19,7 @@ def finetune_command(
     from llmops_ray.train.sft import finetune
 
     cfg = load_config(FinetuneConfig, config, list(overrides or []))
-    print_result(finetune(cfg))
+    print_json(finetune(cfg), drop=("history",))
 
 
 def sft_from_kb_command(
@@ -31,10 +31,36 @@ def sft_from_kb_command(
     """Build an extractive question/answer SFT set (chat form) from a knowledge base's chunks."""
     from llmops_ray.train.kb_sft import build_sft_from_kb
 
-    print_result(build_sft_from_kb(kb, out, max_pairs=max_pairs, tenant=tenant))
+    print_json(build_sft_from_kb(kb, out, max_pairs=max_pairs, tenant=tenant), drop=("history",))
+
+
+def bootstrap_command(
+    args: List[str] = typer.Argument(None, help="key=value config overrides (e.g. optim.max_steps=50); other words are more corpus paths."),
+    corpus: List[str] = typer.Option([], "--corpus", help="Corpus files/directories (repeatable); default: the packaged sample corpus."),
+    out: Optional[str] = typer.Option(None, "--out", help="Output model directory (default <workspace>/models/tiny-base)."),
+    config: Optional[str] = typer.Option(None, "--config", help="BootstrapConfig YAML file or shipped name (bootstrap_tiny_cpu)."),
+) -> None:
+    """Train a BPE tokenizer and pretrain a small Llama model from scratch on Ray Train + DeepSpeed."""
+    from llmops_ray.config import load_config
+    from llmops_ray.train.bootstrap import BootstrapConfig, bootstrap
+
+    args = list(args or [])
+    overrides = [a for a in args if "=" in a]
+    paths = list(corpus) + [a for a in args if "=" not in a]
+    cfg = load_config(BootstrapConfig, config, overrides)
+    updates = {}
+    if paths:
+        updates["corpus"] = paths
+    if out:
+        updates["out"] = out
+    if updates:
+        cfg = cfg.model_copy(update=updates)
+    print_json(bootstrap(cfg), drop=("history",))
 
 
 def register(app: typer.Typer) -> None:
     app.command("finetune")(finetune_command)
     data = group(app, "data", "Datasets built from the platform's own stores.")
     data.command("sft-from-kb")(sft_from_kb_command)
+    model = group(app, "model", "Base models: bootstrap a tiny one, merge adapters.")
+    model.command("bootstrap")(bootstrap_command)

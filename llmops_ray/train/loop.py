@@ -25,6 +25,8 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+from llmops_ray.common.tracking import TrackedRun
+
 STATE_FILE = "state.json"
 DS_TAG = "ds"
 EXPORT_DIR = "export"
@@ -42,7 +44,7 @@ def train_loop_per_worker(plan: dict[str, Any]) -> None:
     from llmops_ray.train.deepspeed_config import build_deepspeed_config, lr_lambda
 
     ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    rank = ctx.get_world_rank()
     torch.set_num_threads(plan["torch_threads"])
     optim = OptimConfig.model_validate(plan["optim"])
     ds_settings = DeepSpeedSettings.model_validate(plan["deepspeed"])
@@ -87,7 +89,7 @@ def train_loop_per_worker(plan: dict[str, Any]) -> None:
             print(f"[{plan['label']}] resumed at step {state['global_step']} "
                   f"(epoch {state['epoch']}, micro-batch {state['micro_in_epoch']})", flush=True)
 
-    tracker = _Tracker(plan.get("mlflow"), rank)
+    tracker = TrackedRun.from_plan(plan.get("mlflow")) if rank == 0 else None  # rank 0 records
     # The validation shard is small: read it once and keep it in memory.
     val_batches = []
     if plan["has_val"]:
@@ -170,7 +172,8 @@ def train_loop_per_worker(plan: dict[str, Any]) -> None:
                 record["val_loss"] = evaluate()
             state["history"].append(record)
             if step % plan["log_every"] == 0 or is_ckpt or step == total_steps:
-                tracker.log(record, step)
+                if tracker:
+                    tracker.log_metrics({k: v for k, v in record.items() if k not in ("step", "epoch")}, step)
                 if rank == 0:
                     val = f" val_loss {record['val_loss']:.4f}" if record.get("val_loss") is not None else ""
                     print(f"[{plan['label']}] step {step}/{total_steps} loss {last_train_loss:.4f} "
@@ -191,7 +194,8 @@ def train_loop_per_worker(plan: dict[str, Any]) -> None:
     if val_loss is not None:
         final["val_loss"] = val_loss
     state["final"] = final
-    tracker.log({k: v for k, v in final.items() if k.endswith("loss")}, state["global_step"], prefix="final_")
+    if tracker:
+        tracker.log_metrics({k: v for k, v in final.items() if k.endswith("loss")}, state["global_step"], prefix="final_")
     save_and_report(_report_metrics(final, state), final=True)
 
 
@@ -219,39 +223,6 @@ def _export(engine, export_dir: Path, rank: int, zero_stage: int) -> None:
         if rank == 0:
             export_dir.mkdir(parents=True, exist_ok=True)
             module.save_pretrained(str(export_dir), safe_serialization=True)
-
-
-class _Tracker:
-    """MLflow logging from rank 0 into a run the driver created (other ranks do nothing)."""
-
-    def __init__(self, mlflow_plan: dict[str, str] | None, rank: int):
-        self.client = None
-        if rank != 0 or not mlflow_plan:
-            return
-        try:
-            from mlflow.tracking import MlflowClient
-
-            self.client = MlflowClient(tracking_uri=mlflow_plan["tracking_uri"])
-            self.run_id = mlflow_plan["run_id"]
-        except Exception as exc:  # tracking must never stop training
-            print(f"mlflow tracking disabled: {exc}", flush=True)
-            self.client = None
-
-    def log(self, record: dict[str, Any], step: int, prefix: str = "") -> None:
-        if self.client is None:
-            return
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        metrics = [
-            Metric(prefix + k, float(v), now, step)
-            for k, v in record.items()
-            if k not in ("step", "epoch") and isinstance(v, (int, float)) and v is not None
-        ]
-        try:
-            self.client.log_batch(self.run_id, metrics=metrics)
-        except Exception as exc:
-            print(f"mlflow log failed: {exc}", flush=True)
 
 
 # --------------------------------------------------------------------------- driver side

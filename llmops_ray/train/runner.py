@@ -4,21 +4,13 @@ lineage, loss-curve PNG)."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import shutil
-import subprocess
-import uuid
 from pathlib import Path
 from typing import Any
 
 from llmops_ray.config import UserError, runs_root
 from llmops_ray.train.config import CheckpointSettings, DeepSpeedSettings, OptimConfig, WorkerSettings
 from llmops_ray.train.loop import torch_threads_for
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
 
 def steps_geometry(n_train: int, optim: OptimConfig, num_workers: int) -> dict[str, int]:
     """Micro-batches per worker per epoch and optimizer steps in total.
@@ -134,90 +126,7 @@ def run_plan(plan: dict[str, Any], datasets: dict[str, Any], *, run_config=None,
 # --------------------------------------------------------------------------- MLflow
 
 
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, name + "."))
-        else:
-            out[name] = str(value)[:500]
-    return out
-
-
-def start_mlflow_run(experiment: str, run_name: str, params: dict[str, Any]) -> dict[str, str] | None:
-    """Create (or, on a rerun of an unfinished run, reopen) the MLflow run of ``run_name``.
-
-    Returns ``{"tracking_uri", "run_id"}`` for the workers, or None when MLflow is unusable
-    (tracking never stops training).
-    """
-    try:
-        from mlflow.tracking import MlflowClient
-
-        from llmops_ray.config import mlflow_tracking_uri
-
-        uri = mlflow_tracking_uri()
-        client = MlflowClient(tracking_uri=uri)
-        exp = client.get_experiment_by_name(experiment)
-        exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
-        runs = client.search_runs(
-            [exp_id], filter_string=f"tags.`llmops.run_name` = '{run_name}' and attributes.status != 'FINISHED'", max_results=1
-        )
-        if runs:
-            run_id = runs[0].info.run_id
-            client.update_run(run_id, status="RUNNING")
-        else:
-            run = client.create_run(exp_id, run_name=run_name, tags={"llmops.run_name": run_name})
-            run_id = run.info.run_id
-            from mlflow.entities import Param
-
-            client.log_batch(run_id, params=[Param(k, v) for k, v in flatten(params).items()][:100])
-        return {"tracking_uri": uri, "run_id": run_id}
-    except Exception as exc:  # pragma: no cover - depends on the tracking server
-        print(f"mlflow tracking disabled: {exc}")
-        return None
-
-
-def finish_mlflow_run(mlflow: dict[str, str] | None, metrics: dict[str, float], artifacts: list[Path], failed: bool = False) -> None:
-    if not mlflow:
-        return
-    try:
-        from mlflow.entities import Metric
-        from mlflow.tracking import MlflowClient
-        import time
-
-        client = MlflowClient(tracking_uri=mlflow["tracking_uri"])
-        now = int(time.time() * 1000)
-        client.log_batch(mlflow["run_id"], metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None])
-        for path in artifacts:
-            if path.exists():
-                client.log_artifact(mlflow["run_id"], str(path))
-        client.set_terminated(mlflow["run_id"], status="FAILED" if failed else "FINISHED")
-    except Exception as exc:  # pragma: no cover
-        print(f"mlflow logging failed: {exc}")
-
-
 # --------------------------------------------------------------------------- outputs
-
-
-def git_commit() -> str | None:
-    """Commit of the code that ran (None outside a git checkout or before the first commit)."""
-    try:
-        out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def ray_job_id() -> str | None:
-    """Submission id when running under ``ray job submit`` (else None)."""
-    raw = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
-    if not raw:
-        return None
-    try:
-        return json.loads(raw).get("metadata", {}).get("job_submission_id")
-    except (ValueError, AttributeError):
-        return None
 
 
 def plot_loss_curve(history: list[dict[str, Any]], path: Path, title: str) -> Path:
@@ -241,23 +150,3 @@ def plot_loss_curve(history: list[dict[str, Any]], path: Path, title: str) -> Pa
     fig.savefig(path)
     plt.close(fig)
     return path
-
-
-def staging_dir(out_dir: Path) -> Path:
-    """A sibling directory to build an output in before it replaces ``out_dir``."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    return tmp
-
-
-def publish_dir(tmp: Path, out_dir: Path) -> Path:
-    """Replace ``out_dir`` with the fully written ``tmp`` (never a half-written output)."""
-    if out_dir.exists():
-        old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
-        out_dir.rename(old)
-        tmp.rename(out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out_dir)
-    return out_dir

@@ -95,7 +95,8 @@ def prepare(config: FinetuneConfig, cpus_per_worker: float | None = None, shared
     from llmops_ray.cluster import init_ray
     from llmops_ray.models.base import file_hash, load_tokenizer
     from llmops_ray.train.data import validate_dataset
-    from llmops_ray.train.runner import fit_workers, make_plan, start_mlflow_run
+    from llmops_ray.common.tracking import start_run
+    from llmops_ray.train.runner import fit_workers, make_plan
 
     check_config(config)
     model_dir = resolve_base_model(config.base_model)
@@ -121,7 +122,8 @@ def prepare(config: FinetuneConfig, cpus_per_worker: float | None = None, shared
         workers = config.workers.model_copy(update={"cpus_per_worker": cpus_per_worker, "fit_to_free_cpus": False})
     else:
         workers = fit_workers(config.workers)
-    mlflow = start_mlflow_run(config.mlflow_experiment, config.run_name, config.model_dump(mode="json"))
+    run = start_run(config.mlflow_experiment, config.run_name, params=config.model_dump(mode="json"), reopen_unfinished=True)
+    mlflow = run.to_plan() if run else None
     plan = make_plan(
         run_name=config.run_name,
         label=config.run_name,
@@ -173,7 +175,8 @@ def finetune(
     ``cpus_per_worker`` share (each trial then runs its own TorchTrainer), and ``shared``
     datasets from :func:`build_shared_datasets` when every trial reads the data the same way.
     """
-    from llmops_ray.train.runner import finish_mlflow_run, run_plan
+    from llmops_ray.common.tracking import TrackedRun
+    from llmops_ray.train.runner import run_plan
 
     prepared = prepare(config, cpus_per_worker=cpus_per_worker, shared=shared)
     try:
@@ -181,10 +184,12 @@ def finetune(
             prepared.plan, prepared.datasets, run_config=run_config, callbacks=callbacks, cpus_per_worker=cpus_per_worker
         )
     except BaseException:
-        finish_mlflow_run(prepared.mlflow, {}, [], failed=True)
+        if prepared.mlflow:
+            TrackedRun.from_plan(prepared.mlflow).finish(failed=True)
         raise
     out = write_outputs(prepared, result, state)
-    finish_mlflow_run(prepared.mlflow, out["metrics"], [Path(out["output_dir"]) / "loss_curve.png", Path(out["output_dir"]) / "lineage.json"])
+    if prepared.mlflow:
+        TrackedRun.from_plan(prepared.mlflow).finish(metrics=out["metrics"], artifacts=[Path(out["output_dir"]) / "loss_curve.png", Path(out["output_dir"]) / "lineage.json"])
     return out
 
 
@@ -192,7 +197,8 @@ def write_outputs(prepared: Prepared, result, state: dict[str, Any]) -> dict[str
     """Assemble the output directory from the final checkpoint's export (atomically)."""
     from llmops_ray.models.base import load_tokenizer, write_lineage
     from llmops_ray.train.loop import checkpoint_export_dir
-    from llmops_ray.train.runner import git_commit, plot_loss_curve, publish_dir, ray_job_id, staging_dir
+    from llmops_ray.common.artifacts import git_commit, publish_dir, ray_job_id, staging_dir
+    from llmops_ray.train.runner import plot_loss_curve
 
     config = prepared.config
     final = state.get("final", {})

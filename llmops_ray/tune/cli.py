@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Optional
 
 import typer
+from llmops_ray.common.cli_output import print_json
 
 
 def register(app: typer.Typer) -> None:
@@ -18,4 +18,4 @@ def register(app: typer.Typer) -> None:
         from llmops_ray.tune.search import load_search_config, run_search
 
         summary = run_search(load_search_config(config, overrides or []))
-        print(json.dumps(summary, default=str))
+        print_json(summary)

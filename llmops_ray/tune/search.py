@@ -188,7 +188,7 @@ def _mlflow_experiment(name: str):
     """The search's MLflow experiment ``tune/<name>`` (store tables created on first use)."""
     import mlflow
 
-    from llmops_ray.registry.store import mlflow_client
+    from llmops_ray.common.tracking import mlflow_client
 
     mlflow_client()
     return mlflow.set_experiment(f"tune/{name}")

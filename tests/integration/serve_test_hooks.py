@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from llmops_ray.serve.hooks import GatewayError, GatewayHook
+from llmops_ray.common.gateway_hooks import GatewayError, GatewayHook
 
 
 class RecordingHook(GatewayHook):

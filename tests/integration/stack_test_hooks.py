@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from llmops_ray.serve.hooks import GatewayHook
+from llmops_ray.common.gateway_hooks import GatewayHook
 
 
 class EngineBodyRecorder(GatewayHook):

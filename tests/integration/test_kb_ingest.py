@@ -13,7 +13,7 @@ import pytest
 
 from llmops_ray.cluster import apply_process_env
 from llmops_ray.config import UserError
-from llmops_ray.data.pipeline import IngestConfig, ingest
+from llmops_ray.data.ingest import IngestConfig, ingest
 from llmops_ray.kb import kb_versions, search
 from llmops_ray.kb.store import open_table
 from llmops_ray.safety.pii import find_pii

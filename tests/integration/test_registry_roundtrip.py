@@ -11,7 +11,7 @@ import json
 import pytest
 
 from llmops_ray.config import UserError
-from llmops_ray.observe.audit import read_audit
+from llmops_ray.common.audit import read_audit
 from llmops_ray.registry import (
     alias_history, diff_versions, ensure_default_prompt, get_prompt, list_stacks, promote,
     register_prompt, register_stack, resolve_stack, rollback, set_alias,

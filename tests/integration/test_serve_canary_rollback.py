@@ -11,7 +11,7 @@ pytestmark = [pytest.mark.integration]
 
 def test_auto_rollback_moves_the_canary_once(tiny_model_dir):
     from llmops_ray.config import UserError
-    from llmops_ray.observe.audit import read_audit
+    from llmops_ray.common.audit import read_audit
     from llmops_ray.registry import ensure_default_prompt, register_stack, resolve_stack, set_alias
     from llmops_ray.serve.canary import auto_rollback
 

@@ -53,7 +53,7 @@ def served(ray_session, tiny_model_dir, tmp_path_factory, serve_http_port):
     from ray import serve
 
     from llmops_ray.config import build_config
-    from llmops_ray.data.pipeline import IngestConfig, ingest
+    from llmops_ray.data.ingest import IngestConfig, ingest
     from llmops_ray.registry import ensure_default_prompt, register_stack
     from llmops_ray.serve.app import start_app
     from llmops_ray.serve.config import ServeAppConfig
@@ -368,7 +368,7 @@ def test_canary_split_sticky_and_logged(served):
 
 def test_failing_canary_is_rolled_back_automatically(served):
     from llmops_ray.config import UserError
-    from llmops_ray.observe.audit import read_audit
+    from llmops_ray.common.audit import read_audit
     from llmops_ray.registry import resolve_stack
 
     statuses = []

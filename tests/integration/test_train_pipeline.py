@@ -39,7 +39,7 @@ def _corpus() -> list[str]:
 def boot(ray_session, tmp_path_factory):
     """A bootstrapped very small model (head_dim 64 so vLLM's CPU attention takes it)."""
     from llmops_ray.config import load_config
-    from llmops_ray.models.bootstrap import BootstrapConfig, bootstrap
+    from llmops_ray.train.bootstrap import BootstrapConfig, bootstrap
 
     out = tmp_path_factory.mktemp("boot") / "tiny"
     cfg = load_config(BootstrapConfig, "bootstrap_tiny_cpu", TINY + [
@@ -103,7 +103,7 @@ def test_vllm_loads_the_bootstrapped_model_and_generates(boot, tmp_path):
     script.write_text(VLLM_SCRIPT)
     env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", VLLM_WORKER_MULTIPROC_METHOD="spawn")
     proc = subprocess.run([sys.executable, str(script), boot["output_dir"]], capture_output=True, text=True, timeout=420, env=env)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]
     assert json.loads(lines[-1][7:])["tokens"] == 8
 

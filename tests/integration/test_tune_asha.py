@@ -27,7 +27,7 @@ def test_asha_search_registers_best_trial_and_resumes(ray_session, tiny_model_di
     import mlflow
 
     from llmops_ray.registry import resolve_stack
-    from llmops_ray.registry.store import mlflow_client
+    from llmops_ray.common.tracking import mlflow_client
     from llmops_ray.tune.search import load_search_config, run_search
 
     data = _sft_file(tmp_path / "sft.jsonl")
@@ -87,7 +87,7 @@ def test_optuna_search_samples_the_space_and_reports_the_best_trial(ray_session,
     import mlflow
 
     from llmops_ray.registry import resolve_stack
-    from llmops_ray.registry.store import mlflow_client
+    from llmops_ray.common.tracking import mlflow_client
     from llmops_ray.tune.search import load_search_config, run_search
 
     data = _sft_file(tmp_path / "sft.jsonl")

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from llmops_ray.config import UserError
-from llmops_ray.observe.audit import audit, audit_path, read_audit
+from llmops_ray.common.audit import audit, audit_path, read_audit
 
 
 def test_append_and_read(workspace_dir):

@@ -19,7 +19,8 @@ LLMOPS = [sys.executable, "-c", "from llmops_ray.cli import main; main()"]
 def home(tmp_path_factory):
     """A workspace holding KB ``clikb`` (two docs), written without Ray by the pipeline's own stages."""
     from llmops_ray.data.embed import ChunkEmbedder
-    from llmops_ray.data.pipeline import IngestConfig, _commit, chunk_batch, read_clean_batch
+    from llmops_ray.data.ingest import IngestConfig, _commit
+    from llmops_ray.data.stages import chunk_batch, read_clean_batch
     from llmops_ray.kb.embed import default_model_path
     from llmops_ray.kb.store import connect
 

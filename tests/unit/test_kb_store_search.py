@@ -13,7 +13,8 @@ import pytest
 
 from llmops_ray.config import UserError
 from llmops_ray.data.embed import ChunkEmbedder
-from llmops_ray.data.pipeline import IngestConfig, _commit, chunk_batch, doc_id_for, read_clean_batch
+from llmops_ray.data.ingest import IngestConfig, _commit
+from llmops_ray.data.stages import chunk_batch, doc_id_for, read_clean_batch
 from llmops_ray.kb import kb_versions, list_kbs, search
 from llmops_ray.kb.embed import default_model_path
 from llmops_ray.kb.store import connect, open_table, parse_kb_ref, table_names

@@ -111,7 +111,7 @@ def test_concurrent_processes_create_keys(tmp_path):
 
 def test_cli_create_list_revoke_and_audit(workspace_dir, capsys):
     from llmops_ray.cli import main
-    from llmops_ray.observe.audit import read_audit
+    from llmops_ray.common.audit import read_audit
     from llmops_ray.serve.keys import verify
 
     def run(*argv: str) -> tuple[int, str, str]:

@@ -178,7 +178,7 @@ def test_export_eval_case_is_a_suite_qa_item():
 
 def test_stream_and_non_stream_cost_the_same_through_the_gateway_hook(tmp_path):
     from llmops_ray.observe.hook import ObserveHook
-    from llmops_ray.serve.hooks import RequestContext
+    from llmops_ray.common.gateway_hooks import RequestContext
 
     hook = ObserveHook(metrics=False, db_dir=str(tmp_path), flush_interval_s=0.01)
     messages = [{"role": "user", "content": "hello"}]

@@ -8,9 +8,9 @@ import random
 
 import pytest
 
-from llmops_ray.observe.audit import read_audit
+from llmops_ray.common.audit import read_audit
 from llmops_ray.safety.hook import RailsHook
-from llmops_ray.serve.hooks import GatewayError, RequestContext
+from llmops_ray.common.gateway_hooks import GatewayError, RequestContext
 from llmops_ray.serve.keys import ApiKeyHook, get_store
 
 

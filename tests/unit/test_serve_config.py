@@ -153,7 +153,6 @@ def test_cli_serve_bad_input_exits_2(tmp_path):
     import subprocess
     import sys
 
-    from pathlib import Path
 
     repo = Path(__file__).resolve().parents[2]
     env = {"LLMOPS_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from llmops_ray.serve.hooks import GatewayError, GatewayHook, RequestContext, load_hook, overrides
+from llmops_ray.common.gateway_hooks import GatewayError, GatewayHook, RequestContext, load_hook, overrides
 
 
 def test_gateway_error_body_is_openai_shaped():
@@ -21,14 +21,14 @@ def test_gateway_error_body_is_openai_shaped():
 def test_load_hook_by_module_and_file(tmp_path):
     class_file = tmp_path / "my_hook.py"
     class_file.write_text(
-        "from llmops_ray.serve.hooks import GatewayHook\n"
+        "from llmops_ray.common.gateway_hooks import GatewayHook\n"
         "class H(GatewayHook):\n"
         "    def __init__(self, n=0):\n        self.n = n\n"
         "    def on_chunk(self, ctx, chunk):\n        return chunk\n"
     )
     hook = load_hook(f"{class_file}:H", {"n": 3})
     assert hook.n == 3 and overrides(hook, "on_chunk") and not overrides(hook, "after_response")
-    assert isinstance(load_hook("llmops_ray.serve.hooks:GatewayHook"), GatewayHook)
+    assert isinstance(load_hook("llmops_ray.common.gateway_hooks:GatewayHook"), GatewayHook)
     with pytest.raises(ValueError):
         load_hook("nodots")
 
@@ -130,7 +130,7 @@ def test_plain_stream_passes_engine_sse_through_and_ends_with_done():
 def test_hooked_stream_runs_chunk_hooks_and_collects_usage(tmp_path):
     hook_file = tmp_path / "h.py"
     hook_file.write_text(
-        "from llmops_ray.serve.hooks import GatewayHook\n"
+        "from llmops_ray.common.gateway_hooks import GatewayHook\n"
         "class Upper(GatewayHook):\n"
         "    def on_chunk(self, ctx, chunk):\n"
         "        for c in chunk.get('choices', []):\n"

@@ -11,7 +11,7 @@ from llmops_ray.registry.manifest import StackManifest
 from llmops_ray.registry.prompts import PromptTemplate
 from llmops_ray.registry.store import StackVersion
 from llmops_ray.serve.canary import SloWindow, canary_breaches, hash_point, pick_variant, stickiness_key
-from llmops_ray.serve.hooks import GatewayError, RequestContext
+from llmops_ray.common.gateway_hooks import GatewayError, RequestContext
 from llmops_ray.serve.rag import build_messages, context_block, make_citations, retrieval_settings
 from llmops_ray.serve.stacks import StackHook
 

@@ -44,7 +44,7 @@ def test_yaml_parses_and_says_how_to_run_it(path: Path):
 # llmops_ray.config.load_config, so unknown keys fail) or a loader function.
 VALIDATORS = {
     "llmops_ray/configs/sft_*.yaml": "llmops_ray.train.config:FinetuneConfig",
-    "llmops_ray/configs/bootstrap_*.yaml": "llmops_ray.models.bootstrap:BootstrapConfig",
+    "llmops_ray/configs/bootstrap_*.yaml": "llmops_ray.train.bootstrap:BootstrapConfig",
     "llmops_ray/configs/tune_*.yaml": "llmops_ray.tune.config:TuneSearchConfig",
     "llmops_ray/configs/pipeline_*.yaml": "llmops_ray.pipeline:PipelineConfig",
     "llmops_ray/configs/prices.yaml": "llmops_ray.observe.cost:load_prices",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llmops_ray.config import CONFIGS_DIR, UserError, load_config
-from llmops_ray.models.bootstrap import BootstrapConfig
+from llmops_ray.train.bootstrap import BootstrapConfig
 from llmops_ray.train.config import DeepSpeedSettings, FinetuneConfig, OptimConfig
 from llmops_ray.train.deepspeed_config import build_deepspeed_config, lr_lambda, resolve_precision
 from llmops_ray.train.runner import steps_geometry

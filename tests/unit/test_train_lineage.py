@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from llmops_ray.models.base import file_hash, write_lineage
-from llmops_ray.train.runner import git_commit, plot_loss_curve, publish_dir, ray_job_id, staging_dir
+from llmops_ray.common.artifacts import git_commit, publish_dir, ray_job_id, staging_dir
+from llmops_ray.train.runner import plot_loss_curve
 
 
 def test_ray_job_id_comes_from_the_submission_metadata(monkeypatch):

@@ -562,7 +562,8 @@ for _ in range(35):
 seen, uniq = set(), []
 for r in rows:
     if r["text"] not in seen:
-        seen.add(r["text"]); uniq.append(r)
+        seen.add(r["text"])
+        uniq.append(r)
 groups = {}
 for r in uniq:
     groups.setdefault((r["label"], r["lang"]), []).append(r)

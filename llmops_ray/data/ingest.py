@@ -1,4 +1,4 @@
-"""``ingest``: files -> one new, tagged version of a LanceDB knowledge base, on Ray Data.
+"""The ingest pipeline, ``ingest``: files -> one new, tagged version of a LanceDB knowledge base, on Ray Data.
 
 Stages (Ray Data unless noted):
 
@@ -19,10 +19,10 @@ that dies anywhere leaves the previous version as the latest, intact and readabl
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -30,6 +30,7 @@ from pydantic import Field
 
 from llmops_ray.config import StrictModel, UserError, load_config
 from llmops_ray.data.clean import QualityConfig
+from llmops_ray.data.stages import read_clean_batch
 
 MODES = ("incremental", "rebuild")
 Progress = Optional[Callable[[str], None]]
@@ -86,122 +87,10 @@ def load_ingest_config(path: str | None = None, overrides: list[str] | tuple[str
     return load_config(IngestConfig, path, overrides)
 
 
-def doc_id_for(tenant: str, source: str) -> str:
-    """Stable id of a document: hash of tenant and source (same source = same document)."""
-    return hashlib.sha1(f"{tenant}\x00{source}".encode("utf-8")).hexdigest()[:20]
-
-
 def _file_of(source: str) -> str:
     """File a source came from (a JSONL record's source is ``<path>#<id>``)."""
     head, sep, _ = source.partition("#")
     return head if sep and head.lower().endswith(".jsonl") else source
-
-
-# --------------------------------------------------------------------------- stage 1 (tasks)
-
-_DOC_COLUMNS = ["kind", "source", "title", "text", "metadata", "lang", "doc_type", "content_hash", "minhash", "pii", "reason"]
-
-
-def read_clean_batch(batch: Any, quality: dict, mask_pii: bool, num_perm: int) -> Any:
-    """Ray Data stage: file paths -> document rows (kind ``doc``, ``dropped`` or ``error``)."""
-    import pyarrow as pa
-
-    from llmops_ray.data.clean import QualityConfig, clean_text, detect_lang, quality_reason
-    from llmops_ray.data.dedup import content_hash, minhash_signature
-    from llmops_ray.data.readers import ReadError, read_file
-    from llmops_ray.safety.pii import mask_pii as mask
-
-    qcfg = QualityConfig.model_validate(quality)
-    rows: dict[str, list] = {c: [] for c in _DOC_COLUMNS}
-
-    def emit(**kw: Any) -> None:
-        for c in _DOC_COLUMNS:
-            rows[c].append(kw.get(c))
-
-    for path, label in zip(batch.column("path").to_pylist(), batch.column("source").to_pylist()):
-        try:
-            docs = read_file(path, label)
-        except ReadError as exc:
-            emit(kind="error", source=label, reason=str(exc))
-            continue
-        except Exception as exc:  # a reader bug must not sink the run: report it
-            emit(kind="error", source=label, reason=f"{type(exc).__name__}: {str(exc)[:200]}")
-            continue
-        doc_type = Path(path).suffix.lower().lstrip(".")
-        for doc in docs:
-            if doc.get("error"):
-                emit(kind="error", source=doc["source"], reason=doc["error"])
-                continue
-            text = clean_text(doc["text"])
-            title = clean_text(doc.get("title") or "")
-            counts: dict[str, int] = {}
-            if mask_pii:
-                text, counts = mask(text)
-                title, title_counts = mask(title)
-                for k, v in title_counts.items():
-                    counts[k] = counts.get(k, 0) + v
-            reason = quality_reason(text, qcfg)
-            emit(
-                kind="dropped" if reason else "doc",
-                source=doc["source"],
-                title=title,
-                text=text,
-                metadata=json.dumps(doc.get("metadata") or {}, ensure_ascii=False, sort_keys=True),
-                lang=detect_lang(text),
-                doc_type=doc_type,
-                content_hash=content_hash(text),
-                minhash=None if reason else minhash_signature(text, num_perm).tolist(),
-                pii=json.dumps(counts, sort_keys=True),
-                reason=reason,
-            )
-    schema = pa.schema(
-        [(c, pa.string()) for c in _DOC_COLUMNS if c != "minhash"] + [("minhash", pa.list_(pa.uint32()))]
-    )
-    return pa.table({c: rows[c] for c in schema.names}, schema=schema)
-
-
-# --------------------------------------------------------------------------- stage 3 (tasks)
-
-
-def chunk_batch(batch: Any, keep: frozenset, tenant: str, size: int, overlap: int, model_path: str) -> Any:
-    """Ray Data stage: kept documents -> chunk rows (without vectors)."""
-    import pyarrow as pa
-
-    from llmops_ray.data.chunk import chunk_text, tokenizer_counter
-    from llmops_ray.kb.store import fts_normalise
-
-    count = tokenizer_counter(model_path)
-    cols: dict[str, list] = {c: [] for c in ("chunk_id", "doc_id", "chunk_index", "tenant", "source", "title", "text",
-                                              "fts_text", "content_hash", "doc_minhash", "lang", "doc_type", "metadata")}
-    for row in batch.to_pylist():
-        if row["kind"] != "doc" or row["source"] not in keep:
-            continue
-        doc_id = doc_id_for(tenant, row["source"])
-        for i, chunk in enumerate(chunk_text(row["text"], size, overlap, count)):
-            body = chunk
-            cols["chunk_id"].append(f"{doc_id}:{i:05d}")
-            cols["doc_id"].append(doc_id)
-            cols["chunk_index"].append(i)
-            cols["tenant"].append(tenant)
-            cols["source"].append(row["source"])
-            cols["title"].append(row["title"])
-            cols["text"].append(body)
-            # The title is indexed with every chunk so that a query naming a page finds its chunks.
-            cols["fts_text"].append(fts_normalise(f"{row['title']}\n{body}"))
-            cols["content_hash"].append(row["content_hash"])
-            cols["doc_minhash"].append(row["minhash"] if i == 0 else None)
-            cols["lang"].append(row["lang"])
-            cols["doc_type"].append(row["doc_type"])
-            cols["metadata"].append(row["metadata"])
-    schema = pa.schema(
-        [
-            ("chunk_id", pa.string()), ("doc_id", pa.string()), ("chunk_index", pa.int32()), ("tenant", pa.string()),
-            ("source", pa.string()), ("title", pa.string()), ("text", pa.string()), ("fts_text", pa.string()),
-            ("content_hash", pa.string()), ("doc_minhash", pa.list_(pa.uint32())), ("lang", pa.string()),
-            ("doc_type", pa.string()), ("metadata", pa.string()),
-        ]
-    )
-    return pa.table(cols, schema=schema)
 
 
 # --------------------------------------------------------------------------- driver helpers
@@ -239,7 +128,36 @@ def _say(progress: Progress, message: str) -> None:
         progress(message)
 
 
-# --------------------------------------------------------------------------- ingest
+@dataclass
+class ReadResult:
+    """Stage 1's output: the materialised document rows and their metadata on the driver."""
+
+    docs_ds: Any
+    """Ray Dataset of document rows (None when no file was found)."""
+    docs: list[dict]
+    """``kind`` ``doc`` or ``dropped`` rows (source, content_hash, minhash, pii, reason)."""
+    errors: list[dict]
+    """``[{source, error}]`` of files or records that could not be read, by source."""
+
+
+@dataclass
+class ChangePlan:
+    """Stage 2's decision: what the commit writes and deletes."""
+
+    to_write: list[str]
+    """Sources whose chunks are (re)written."""
+    unchanged: int
+    """Documents already in the KB with the same content."""
+    stale_sources: list[str]
+    """Sources whose rows in the KB are replaced or deleted."""
+    stale_doc_ids: list[str]
+    """Their document ids (the commit's delete condition)."""
+    dropped: dict[str, list[str]]
+    """Reason -> sources of this run left out (quality filter, duplicates)."""
+    removed: dict[str, str]
+    """Source already in the KB -> why it is deleted (gone, duplicate of a kept source)."""
+    pii_masked: dict[str, int]
+    """PII type -> masked count over the documents written."""
 
 
 def ingest(
@@ -264,10 +182,48 @@ def ingest(
     (reason -> sources), ``removed`` (deleted sources -> reason), ``errors``
     (``[{source, error}]``), ``pii_masked`` (type -> count over written documents), ``seconds``.
     """
-    from llmops_ray.kb.store import check_kb_name
-
     started = time.monotonic()
     config = config or IngestConfig()
+    paths = check_ingest_args(paths, kb, tenant, mode, config)
+
+    from llmops_ray.cluster import init_ray
+    from llmops_ray.data.readers import list_files
+    from llmops_ray.kb.store import connect, table_names
+
+    files = list_files(paths)
+    _say(progress, f"[ingest] {len(files)} files under {', '.join(paths)} -> kb {kb!r} (tenant {tenant!r}, {mode})")
+    init_ray()
+    db = connect()
+    table = db.open_table(kb) if kb in table_names(db) else None
+
+    read = read_documents(files, config)
+    quality_dropped = sum(1 for r in read.docs if r["kind"] == "dropped")
+    _say(progress, f"[ingest] read {len(read.docs)} documents, {len(read.errors)} errors, "
+                   f"{quality_dropped} dropped by the quality filter")
+    existing = _existing_docs(table, tenant) if table is not None and mode == "incremental" else {}
+    plan = plan_changes(read, existing, files, paths, sync and mode == "incremental", config)
+    _say(progress, f"[ingest] {len(plan.to_write)} documents to embed, {plan.unchanged} unchanged, "
+                   f"{len(plan.removed)} to remove")
+    chunk_tables = embed_chunks(read.docs_ds, plan.to_write, tenant, config, progress)
+    read.docs_ds = None  # frees the materialised blocks before the commit
+    version, tag, committed = _commit(db, table, kb, tenant, mode, chunk_tables, plan.stale_doc_ids, progress)
+    write_set = set(plan.to_write)
+    return {
+        "kb": kb, "tenant": tenant, "mode": mode, "version": version, "tag": tag, "committed": committed,
+        "files": len(files), "documents_read": len(read.docs), "documents_written": len(plan.to_write),
+        "documents_unchanged": plan.unchanged,
+        "documents_deleted": len({existing[s]["doc_id"] for s in plan.stale_sources if s not in write_set}),
+        "chunks_written": sum(t.num_rows for t in chunk_tables),
+        "dropped": {reason: sorted(sources) for reason, sources in sorted(plan.dropped.items())},
+        "removed": dict(sorted(plan.removed.items())), "errors": read.errors,
+        "pii_masked": dict(sorted(plan.pii_masked.items())), "seconds": round(time.monotonic() - started, 2),
+    }
+
+
+def check_ingest_args(paths: list[str] | str, kb: str, tenant: str, mode: str, config: IngestConfig) -> list[str]:
+    """The input paths as a list; UserError for anything that would fail later."""
+    from llmops_ray.kb.store import check_kb_name
+
     if config.chunk_overlap >= config.chunk_size:
         raise UserError("chunk_overlap must be smaller than chunk_size")
     if isinstance(paths, (str, Path)):
@@ -283,89 +239,57 @@ def ingest(
         raise UserError(f"unknown mode {mode!r} (use incremental or rebuild)")
     if not tenant:
         raise UserError("tenant must not be empty")
+    return paths
 
-    from llmops_ray.data.readers import list_files
 
-    files = list_files(paths)
-    _say(progress, f"[ingest] {len(files)} files under {', '.join(paths)} -> kb {kb!r} (tenant {tenant!r}, {mode})")
-
+def read_documents(files: list[str], config: IngestConfig) -> ReadResult:
+    """Stage 1 (Ray tasks): read, clean, quality-filter, PII-mask and hash every file."""
     import ray
 
-    from llmops_ray.cluster import init_ray
-    from llmops_ray.data.dedup import DedupItem, find_duplicates
-    from llmops_ray.kb.embed import resolve_model
-    from llmops_ray.kb.store import connect, table_names
-
-    init_ray()
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = config.ray_progress_bars
-
-    summary: dict[str, Any] = {
-        "kb": kb, "tenant": tenant, "mode": mode, "version": None, "tag": None, "committed": False,
-        "files": len(files), "documents_read": 0, "documents_written": 0, "documents_unchanged": 0,
-        "documents_deleted": 0, "chunks_written": 0, "dropped": {}, "removed": {}, "errors": [],
-        "pii_masked": {}, "seconds": 0.0,
-    }
-
-    db = connect()
-    table = db.open_table(kb) if kb in table_names(db) else None
-
-    # ---- stage 1: read, clean, quality, PII, hashes (Ray tasks) -------------------------
-    docs_ds = None
-    meta_rows: list[dict] = []
-    if files:
-        read_slots = max(1, int(ray.cluster_resources().get("CPU", 1) / config.read_num_cpus))
-        blocks = min(len(files), max(read_slots, math.ceil(len(files) / config.files_per_task)))
-        docs_ds = (
-            # Workers read the absolute path (their working directory may differ); the
-            # documents are labelled with the path as given.
-            ray.data.from_items([{"path": str(Path(f).resolve()), "source": f} for f in files], override_num_blocks=blocks)
-            .map_batches(
-                read_clean_batch,
-                batch_size=None,  # one call per block: its files
-                batch_format="pyarrow",
-                num_cpus=config.read_num_cpus,
-                fn_kwargs={"quality": config.quality.model_dump(), "mask_pii": config.mask_pii, "num_perm": config.minhash_perms},
-            )
-            .materialize()
+    ray.data.DataContext.get_current().enable_progress_bars = config.ray_progress_bars
+    if not files:
+        return ReadResult(None, [], [])
+    read_slots = max(1, int(ray.cluster_resources().get("CPU", 1) / config.read_num_cpus))
+    blocks = min(len(files), max(read_slots, math.ceil(len(files) / config.files_per_task)))
+    docs_ds = (
+        # Workers read the absolute path (their working directory may differ); the
+        # documents are labelled with the path as given.
+        ray.data.from_items([{"path": str(Path(f).resolve()), "source": f} for f in files], override_num_blocks=blocks)
+        .map_batches(
+            read_clean_batch,
+            batch_size=None,  # one call per block: its files
+            batch_format="pyarrow",
+            num_cpus=config.read_num_cpus,
+            fn_kwargs={"quality": config.quality.model_dump(), "mask_pii": config.mask_pii, "num_perm": config.minhash_perms},
         )
-        for batch in docs_ds.select_columns(["kind", "source", "content_hash", "minhash", "pii", "reason"]).iter_batches(
-            batch_format="pyarrow", batch_size=None
-        ):
-            meta_rows.extend(batch.to_pylist())
-    errors = [{"source": r["source"], "error": r["reason"]} for r in meta_rows if r["kind"] == "error"]
-    run_docs = [r for r in meta_rows if r["kind"] != "error"]
-    summary["errors"] = sorted(errors, key=lambda e: e["source"])
-    summary["documents_read"] = len(run_docs)
+        .materialize()
+    )
+    rows: list[dict] = []
+    columns = ["kind", "source", "content_hash", "minhash", "pii", "reason"]
+    for batch in docs_ds.select_columns(columns).iter_batches(batch_format="pyarrow", batch_size=None):
+        rows.extend(batch.to_pylist())
+    errors = sorted(({"source": r["source"], "error": r["reason"]} for r in rows if r["kind"] == "error"),
+                    key=lambda e: e["source"])
+    return ReadResult(docs_ds, [r for r in rows if r["kind"] != "error"], errors)
+
+
+def plan_changes(read: ReadResult, existing: dict[str, dict], files: list[str], paths: list[str], sync: bool,
+                 config: IngestConfig) -> ChangePlan:
+    """Stage 2 (driver): global, deterministic dedup over this run and what the KB holds,
+    then what to write, keep and delete."""
+    from llmops_ray.data.dedup import DedupItem, find_duplicates
+
+    run_sources = {r["source"] for r in read.docs}
+    gone = _gone_sources(existing, run_sources, read.errors, files, paths) if sync else set()
+    candidates = [r for r in read.docs if r["kind"] == "doc"]
+    items = [DedupItem(r["source"], r["source"], r["content_hash"], r["minhash"]) for r in candidates]
+    items += [DedupItem(source, source, info["content_hash"], info["minhash"])
+              for source, info in existing.items() if source not in run_sources and source not in gone]
+    decisions = find_duplicates(items, threshold=config.dedup_threshold, num_perm=config.minhash_perms)
     dropped: dict[str, list[str]] = {}
-    for r in run_docs:
+    for r in read.docs:
         if r["kind"] == "dropped":
             dropped.setdefault(r["reason"], []).append(r["source"])
-    _say(progress, f"[ingest] read {len(run_docs)} documents, {len(errors)} errors, "
-                   f"{sum(len(v) for v in dropped.values())} dropped by the quality filter")
-
-    # ---- stage 2: what changes (driver) --------------------------------------------------
-    existing = _existing_docs(table, tenant) if table is not None and mode == "incremental" else {}
-    run_sources = {r["source"] for r in run_docs}
-    errored_files = {_file_of(e["source"]) for e in errors}
-    listed = set(files)
-    gone: set[str] = set()
-    if sync and mode == "incremental":
-        for source in existing:
-            file = _file_of(source)
-            if source in run_sources or not _under(file, paths):
-                continue
-            if file in listed and file in errored_files:
-                continue  # unreadable this time: keep what we have rather than lose it
-            gone.add(source)
-    candidates = [r for r in run_docs if r["kind"] == "doc"]
-    items = [DedupItem(r["source"], r["source"], r["content_hash"], r["minhash"]) for r in candidates]
-    items += [
-        DedupItem(source, source, info["content_hash"], info["minhash"])
-        for source, info in existing.items()
-        if source not in run_sources and source not in gone
-    ]
-    decisions = find_duplicates(items, threshold=config.dedup_threshold, num_perm=config.minhash_perms)
     removed: dict[str, str] = {s: "source_gone" for s in gone}
     for key, decision in decisions.items():
         if key in run_sources:
@@ -373,67 +297,74 @@ def ingest(
         else:
             removed[key] = f"{decision.reason}_of:{decision.kept_source}"
     to_write: list[str] = []
+    unchanged = 0
     pii_total: dict[str, int] = {}
     for r in candidates:
         if r["source"] in decisions:
             continue
         old = existing.get(r["source"])
         if old is not None and old["content_hash"] == r["content_hash"]:
-            summary["documents_unchanged"] += 1
+            unchanged += 1
             continue
         to_write.append(r["source"])
         for k, v in json.loads(r["pii"] or "{}").items():
             pii_total[k] = pii_total.get(k, 0) + v
     # Stale rows: changed docs, docs of this run now dropped, gone sources, older duplicates.
-    quality_dropped = {r["source"] for r in run_docs if r["kind"] == "dropped"}
+    quality_dropped = {r["source"] for r in read.docs if r["kind"] == "dropped"}
     write_set = set(to_write)
-    stale_sources = [s for s in existing if s in write_set or s in decisions or s in quality_dropped]
-    stale_sources += [s for s in removed if s in existing]
-    stale_doc_ids = sorted({existing[s]["doc_id"] for s in stale_sources})
-    summary["dropped"] = {reason: sorted(sources) for reason, sources in sorted(dropped.items())}
-    summary["removed"] = dict(sorted(removed.items()))
-    summary["pii_masked"] = dict(sorted(pii_total.items()))
-    _say(progress, f"[ingest] {len(to_write)} documents to embed, {summary['documents_unchanged']} unchanged, "
-                   f"{len(removed)} to remove")
+    stale = [s for s in existing if s in write_set or s in decisions or s in quality_dropped]
+    stale += [s for s in removed if s in existing]
+    stale_ids = sorted({existing[s]["doc_id"] for s in stale})
+    return ChangePlan(to_write, unchanged, stale, stale_ids, dropped, removed, pii_total)
 
-    # ---- stage 3: chunk and embed (actor pool) -------------------------------------------
-    chunk_tables = []
-    if to_write:
-        from llmops_ray.data.embed import ChunkAndEmbed
 
-        model_path = resolve_model(config.embedder)
-        threads = config.embed_threads or max(1, math.ceil(config.embed_num_cpus))
-        chunks_ds = docs_ds.map_batches(
-            ChunkAndEmbed,
-            fn_constructor_kwargs={"model": model_path, "keep": frozenset(to_write), "tenant": tenant,
-                                   "size": config.chunk_size, "overlap": config.chunk_overlap,
-                                   "batch_size": config.embed_batch_size, "threads": threads},
-            batch_size=config.docs_per_embed_call,
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=config.embed_actors),
-            num_cpus=config.embed_num_cpus,
-        )
-        done = 0
-        last_report = time.monotonic()
-        for batch in chunks_ds.iter_batches(batch_format="pyarrow", batch_size=None):
-            if batch.num_rows:
-                chunk_tables.append(batch)
-                done += batch.num_rows
-            if time.monotonic() - last_report > 5:
-                _say(progress, f"[ingest] embedded {done} chunks")
-                last_report = time.monotonic()
-        _say(progress, f"[ingest] embedded {done} chunks")
-    if docs_ds is not None:
-        del docs_ds
+def _gone_sources(existing: dict[str, dict], run_sources: set[str], errors: list[dict], files: list[str],
+                  paths: list[str]) -> set[str]:
+    """Sources in the KB, under ``paths``, that this run did not see (``--sync`` deletes them).
+    A file that could not be read this time is kept rather than lost."""
+    errored_files = {_file_of(e["source"]) for e in errors}
+    listed = set(files)
+    gone = set()
+    for source in existing:
+        file = _file_of(source)
+        if source in run_sources or not _under(file, paths):
+            continue
+        if file in listed and file in errored_files:
+            continue
+        gone.add(source)
+    return gone
 
-    # ---- stage 4: one commit (driver) ----------------------------------------------------
-    version, tag, committed = _commit(db, table, kb, tenant, mode, chunk_tables, stale_doc_ids, progress)
-    summary.update(version=version, tag=tag, committed=committed)
-    summary["documents_written"] = len(to_write)
-    summary["chunks_written"] = sum(t.num_rows for t in chunk_tables)
-    summary["documents_deleted"] = len({existing[s]["doc_id"] for s in stale_sources if s not in write_set})
-    summary["seconds"] = round(time.monotonic() - started, 2)
-    return summary
+
+def embed_chunks(docs_ds: Any, to_write: list[str], tenant: str, config: IngestConfig, progress: Progress) -> list:
+    """Stage 3 (actor pool): chunk and embed the documents to write; returns pyarrow tables."""
+    if not to_write:
+        return []
+    import ray
+
+    from llmops_ray.data.embed import ChunkAndEmbed
+    from llmops_ray.kb.embed import resolve_model
+
+    threads = config.embed_threads or max(1, math.ceil(config.embed_num_cpus))
+    chunks_ds = docs_ds.map_batches(
+        ChunkAndEmbed,
+        fn_constructor_kwargs={"model": resolve_model(config.embedder), "keep": frozenset(to_write), "tenant": tenant,
+                               "size": config.chunk_size, "overlap": config.chunk_overlap,
+                               "batch_size": config.embed_batch_size, "threads": threads},
+        batch_size=config.docs_per_embed_call,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=config.embed_actors),
+        num_cpus=config.embed_num_cpus,
+    )
+    tables, done, last_report = [], 0, time.monotonic()
+    for batch in chunks_ds.iter_batches(batch_format="pyarrow", batch_size=None):
+        if batch.num_rows:
+            tables.append(batch)
+            done += batch.num_rows
+        if time.monotonic() - last_report > 5:
+            _say(progress, f"[ingest] embedded {done} chunks")
+            last_report = time.monotonic()
+    _say(progress, f"[ingest] embedded {done} chunks")
+    return tables
 
 
 def _commit(db, table, kb: str, tenant: str, mode: str, chunk_tables: list, stale_doc_ids: list[str], progress: Progress):

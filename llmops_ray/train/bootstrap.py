@@ -15,11 +15,10 @@ from typing import Any
 
 from pydantic import Field
 
-from llmops_ray.config import StrictModel, UserError, dump_config, models_root, runs_root
+from llmops_ray.config import SAMPLE_CORPUS, StrictModel, UserError, dump_config, models_root, runs_root
 from llmops_ray.models.base import BOS_TOKEN, TinyModelConfig, build_random_model_dir, text_hash
 from llmops_ray.train.config import CheckpointSettings, DeepSpeedSettings, OptimConfig, WorkerSettings
 
-SAMPLE_CORPUS = Path(__file__).resolve().parent.parent / "resources" / "sample_corpus"
 
 
 class BootstrapConfig(StrictModel):
@@ -93,9 +92,10 @@ def bootstrap(config: BootstrapConfig, *, run_config=None, callbacks=None) -> di
     from llmops_ray.train.deepspeed_config import build_deepspeed_config
     from llmops_ray.train.loop import checkpoint_export_dir
     from llmops_ray.train.runner import (
-        finish_mlflow_run, fit_workers, git_commit, make_plan, plot_loss_curve, publish_dir, ray_job_id, run_plan,
-        staging_dir, start_mlflow_run,
+        fit_workers, make_plan, plot_loss_curve, run_plan,
     )
+    from llmops_ray.common.artifacts import git_commit, publish_dir, ray_job_id, staging_dir
+    from llmops_ray.common.tracking import TrackedRun, start_run
 
     build_deepspeed_config(config.deepspeed, config.optim, config.workers.use_gpu, bf16_supported=False)
     if config.model.hidden_size % config.model.num_attention_heads:
@@ -115,7 +115,8 @@ def bootstrap(config: BootstrapConfig, *, run_config=None, callbacks=None) -> di
     train_ds, val_ds, stats = build_pretrain_datasets(
         stream, config.seq_len, config.val_fraction, config.workers.num_workers, config.optim.seed
     )
-    mlflow = start_mlflow_run(config.mlflow_experiment, config.run_name, config.model_dump(mode="json"))
+    run = start_run(config.mlflow_experiment, config.run_name, params=config.model_dump(mode="json"), reopen_unfinished=True)
+    mlflow = run.to_plan() if run else None
     plan = make_plan(
         run_name=config.run_name, label=config.run_name, model_dir=str(init), method="full", lora=None,
         optim=config.optim, deepspeed=config.deepspeed, workers=fit_workers(config.workers), checkpoint=config.checkpoint,
@@ -126,7 +127,8 @@ def bootstrap(config: BootstrapConfig, *, run_config=None, callbacks=None) -> di
     try:
         result, state = run_plan(plan, datasets, run_config=run_config, callbacks=callbacks)
     except BaseException:
-        finish_mlflow_run(mlflow, {}, [], failed=True)
+        if mlflow:
+            TrackedRun.from_plan(mlflow).finish(failed=True)
         raise
     history = state.get("history", [])
     final = state.get("final", {})
@@ -162,6 +164,7 @@ def bootstrap(config: BootstrapConfig, *, run_config=None, callbacks=None) -> di
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     publish_dir(tmp, out_dir)
-    finish_mlflow_run(mlflow, metrics, [out_dir / "loss_curve.png", out_dir / "lineage.json"])
+    if mlflow:
+        TrackedRun.from_plan(mlflow).finish(metrics=metrics, artifacts=[out_dir / "loss_curve.png", out_dir / "lineage.json"])
     return {"output_dir": str(out_dir), "run_name": config.run_name, "metrics": metrics,
             "checkpoint_path": result.checkpoint.path, "history": history}
