@@ -243,13 +243,9 @@ def stop_head(port: int = HEAD_PORT, grace_s: float = 15.0) -> int:
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(alive, timeout=5)
-    # `ray.init()` without an address would try the stopped head otherwise.
-    from ray._common.utils import get_ray_address_file, reset_ray_address
+    from llmops_ray.common.ray_compat import forget_ray_address
 
-    address_file = Path(get_ray_address_file(None))
-    address = address_file.read_text().strip() if address_file.exists() else ""
-    if address.rsplit(":", 1)[-1] == str(port):
-        reset_ray_address()
+    forget_ray_address(port)
     return len(procs)
 
 

@@ -36,13 +36,13 @@ from typing import Any, Callable, Literal
 
 from pydantic import Field
 
+from llmops_ray.common.cli_output import Progress, print_progress, say
 from llmops_ray.config import SAMPLE_CORPUS, StrictModel, UserError, build_config, load_config, models_root, workspace_path
 
 STAGES = ("ingest", "bootstrap", "finetune", "register", "evaluate", "promote", "demo_key", "deploy")
 STACK_HOOK = "llmops_ray.serve.stacks:StackHook"
 KEY_HOOK = "llmops_ray.serve.keys:ApiKeyHook"
 
-Progress = Callable[[str], None] | None
 
 
 # --------------------------------------------------------------------------- config
@@ -311,10 +311,6 @@ def _numbers(result: dict[str, Any], prefix: str = "") -> dict[str, float]:
 # --------------------------------------------------------------------------- stages
 
 
-def _say(progress: Progress, message: str) -> None:
-    (progress or (lambda m: print(m, flush=True)))(message)
-
-
 def _summary(result: dict[str, Any]) -> str:
     """One line of a stage's scalar results, plus a flat mapping of numbers (the eval metrics)."""
     keep = {k: v for k, v in result.items() if isinstance(v, (str, int, float, bool)) or v is None}
@@ -330,7 +326,7 @@ class Runner:
 
     def __init__(self, config: PipelineConfig, progress: Progress = None):
         self.config = config
-        self.progress = progress
+        self.progress = progress or print_progress
         self.state = State(config.name)
         self.tracker = start_tracking(config.name, digest(config.model_dump(mode="json")))
         self.records: dict[str, dict[str, Any]] = {}
@@ -347,16 +343,16 @@ class Runner:
             if ok:
                 result = previous["result"]
                 self.records[name] = {"status": "skipped", "seconds": 0.0, "fingerprint": fingerprint, "result": result}
-                _say(self.progress, f"[pipeline] {name}: skipped (unchanged, fingerprint {fingerprint}) {_summary(result)}")
+                say(self.progress, f"[pipeline] {name}: skipped (unchanged, fingerprint {fingerprint}) {_summary(result)}")
                 track_stage(self.tracker, name, "skipped", 0.0, result)
                 return result
-        _say(self.progress, f"[pipeline] {name}: running (fingerprint {fingerprint})")
+        say(self.progress, f"[pipeline] {name}: running (fingerprint {fingerprint})")
         started = time.monotonic()
         result = run()
         seconds = round(time.monotonic() - started, 1)
         self.state.put(name, fingerprint, result)
         self.records[name] = {"status": "ran", "seconds": seconds, "fingerprint": fingerprint, "result": result}
-        _say(self.progress, f"[pipeline] {name}: ran in {seconds} s {_summary(result)}")
+        say(self.progress, f"[pipeline] {name}: ran in {seconds} s {_summary(result)}")
         track_stage(self.tracker, name, "ran", seconds, result)
         return result
 
@@ -382,7 +378,7 @@ def stage_ingest(runner: Runner) -> dict[str, Any]:
 
         summary = ingest(paths, cfg.kb, tenant=cfg.tenant, mode=cfg.mode,
                          config=load_ingest_config(cfg.config, cfg.overrides),
-                         progress=lambda m: _say(runner.progress, f"  ingest: {m}"))
+                         progress=lambda m: say(runner.progress, f"  ingest: {m}"))
         if summary["documents_read"] == 0:
             raise UserError(f"ingest: no document of {paths} could be read (errors: {summary['errors'][:3]})")
         keep = ("kb", "tenant", "version", "documents_read", "documents_written", "documents_unchanged",
@@ -457,7 +453,7 @@ def stage_finetune(runner: Runner, ingest: dict[str, Any], boot: dict[str, Any])
         data = workspace_path("data") / f"{runner.config.name}_sft_{fp[:8]}.jsonl"
         sft = build_sft_from_kb(kb_ref, str(data), max_pairs=cfg.max_pairs, per_chunk=cfg.per_chunk,
                                 tenant=runner.config.ingest.tenant)
-        _say(runner.progress, f"  finetune: SFT set {sft['pairs']} pairs from {sft['chunks']} chunks of {kb_ref}")
+        say(runner.progress, f"  finetune: SFT set {sft['pairs']} pairs from {sft['chunks']} chunks of {kb_ref}")
         if cfg.mode == "tune":
             return _run_tune(runner, cfg, str(data), run_name, out_dir, sft)
         from llmops_ray.train import finetune
@@ -647,21 +643,6 @@ def served_model_name(config: PipelineConfig, serve_cfg, adapter: str) -> str:
     return f"{serve_cfg.models[0].model_id}:{Path(adapter).name}"
 
 
-def _running_serve_http() -> tuple[str, int] | None:
-    """(host, port) of the Serve proxy already running on this cluster, if any (Serve's
-    HTTP options are cluster-wide: a second app cannot choose another port)."""
-    try:
-        from ray.serve.context import _get_global_client
-
-        client = _get_global_client(raise_if_no_controller_running=False)
-    except Exception:  # noqa: BLE001
-        return None
-    if client is None:
-        return None
-    http = client.http_config
-    return http.host, int(http.port)
-
-
 def _app_running(name: str) -> bool:
     from ray import serve
 
@@ -675,9 +656,11 @@ def stage_deploy(runner: Runner, reg: dict[str, Any], prom: dict[str, Any]) -> d
     config = runner.config
     serve_cfg = serve_config(config)
     init_ray()
-    running = _running_serve_http()
+    from llmops_ray.common.ray_compat import serve_http_address
+
+    running = serve_http_address()
     if running is not None and (serve_cfg.http.host, serve_cfg.http.port) != running:
-        _say(runner.progress, f"  deploy: Serve already listens on {running[0]}:{running[1]}; using it")
+        say(runner.progress, f"  deploy: Serve already listens on {running[0]}:{running[1]}; using it")
         serve_cfg = serve_cfg.model_copy(update={"http": serve_cfg.http.model_copy(
             update={"host": running[0] or "127.0.0.1", "port": running[1]})})
     model = served_model_name(config, serve_cfg, reg["adapter"])

@@ -28,6 +28,15 @@ os.environ.setdefault("RAY_AUTH_MODE", "token")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_collection_modifyitems(config, items):
+    """Everything under tests/integration/ is an integration test (it starts a local Ray):
+    `-m "not integration"` then runs without Ray, whatever a file forgets to mark."""
+    integration = REPO_ROOT / "tests" / "integration"
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(integration):
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture(scope="session")
 def workspace_dir() -> Path:
     """The session's workspace (``LLMOPS_HOME``)."""

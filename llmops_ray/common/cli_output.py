@@ -4,9 +4,24 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import Any, Callable, Optional
 
 import typer
+
+
+#: Where a long-running library call reports its progress lines (None: nowhere).
+Progress = Optional[Callable[[str], None]]
+
+
+def say(progress: Progress, message: str) -> None:
+    """Hand one progress line to ``progress`` (None: say nothing)."""
+    if progress is not None:
+        progress(message)
+
+
+def print_progress(message: str) -> None:
+    """A :data:`Progress` that prints each line at once (the commands' and jobs' default)."""
+    print(message, flush=True)
 
 
 def print_json(obj: Any, drop: tuple[str, ...] = ()) -> None:

@@ -24,16 +24,16 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from pydantic import Field
 
+from llmops_ray.common.cli_output import Progress, say
 from llmops_ray.config import StrictModel, UserError, load_config
 from llmops_ray.data.clean import QualityConfig
 from llmops_ray.data.stages import read_clean_batch
 
 MODES = ("incremental", "rebuild")
-Progress = Optional[Callable[[str], None]]
 
 
 class IngestConfig(StrictModel):
@@ -123,11 +123,6 @@ def _in_list(column: str, values: list[str]) -> str:
     return f"{column} IN ({', '.join(_sql_literal(v) for v in sorted(values))})"
 
 
-def _say(progress: Progress, message: str) -> None:
-    if progress is not None:
-        progress(message)
-
-
 @dataclass
 class ReadResult:
     """Stage 1's output: the materialised document rows and their metadata on the driver."""
@@ -187,22 +182,22 @@ def ingest(
     paths = check_ingest_args(paths, kb, tenant, mode, config)
 
     from llmops_ray.cluster import init_ray
-    from llmops_ray.data.readers import list_files
+    from llmops_ray.common.readers import list_files
     from llmops_ray.kb.store import connect, table_names
 
     files = list_files(paths)
-    _say(progress, f"[ingest] {len(files)} files under {', '.join(paths)} -> kb {kb!r} (tenant {tenant!r}, {mode})")
+    say(progress, f"[ingest] {len(files)} files under {', '.join(paths)} -> kb {kb!r} (tenant {tenant!r}, {mode})")
     init_ray()
     db = connect()
     table = db.open_table(kb) if kb in table_names(db) else None
 
     read = read_documents(files, config)
     quality_dropped = sum(1 for r in read.docs if r["kind"] == "dropped")
-    _say(progress, f"[ingest] read {len(read.docs)} documents, {len(read.errors)} errors, "
+    say(progress, f"[ingest] read {len(read.docs)} documents, {len(read.errors)} errors, "
                    f"{quality_dropped} dropped by the quality filter")
     existing = _existing_docs(table, tenant) if table is not None and mode == "incremental" else {}
     plan = plan_changes(read, existing, files, paths, sync and mode == "incremental", config)
-    _say(progress, f"[ingest] {len(plan.to_write)} documents to embed, {plan.unchanged} unchanged, "
+    say(progress, f"[ingest] {len(plan.to_write)} documents to embed, {plan.unchanged} unchanged, "
                    f"{len(plan.removed)} to remove")
     chunk_tables = embed_chunks(read.docs_ds, plan.to_write, tenant, config, progress)
     read.docs_ds = None  # frees the materialised blocks before the commit
@@ -361,9 +356,9 @@ def embed_chunks(docs_ds: Any, to_write: list[str], tenant: str, config: IngestC
             tables.append(batch)
             done += batch.num_rows
         if time.monotonic() - last_report > 5:
-            _say(progress, f"[ingest] embedded {done} chunks")
+            say(progress, f"[ingest] embedded {done} chunks")
             last_report = time.monotonic()
-    _say(progress, f"[ingest] embedded {done} chunks")
+    say(progress, f"[ingest] embedded {done} chunks")
     return tables
 
 
@@ -387,7 +382,7 @@ def _commit(db, table, kb: str, tenant: str, mode: str, chunk_tables: list, stal
         if data is None:
             return None, None, False
         table = db.create_table(kb, data, schema=data.schema)
-        _say(progress, f"[ingest] created table {kb!r} at version {table.version}")
+        say(progress, f"[ingest] created table {kb!r} at version {table.version}")
     else:
         table_dim = table.schema.field("vector").type.list_size
         tenant_only = f"tenant = {_sql_literal(tenant)}"
@@ -408,7 +403,7 @@ def _commit(db, table, kb: str, tenant: str, mode: str, chunk_tables: list, stal
                 raise UserError(f"kb {kb!r} holds {table_dim}-dim vectors but the embedder gives "
                                 f"{data.schema.field('vector').type.list_size}; ingest with --mode rebuild")
             if data is None and not stale_doc_ids:
-                _say(progress, "[ingest] nothing changed; no new version")
+                say(progress, "[ingest] nothing changed; no new version")
                 tags = {v: t for t, v in ingest_tags(table).items()}
                 return table.version, tags.get(table.version), False
             if data is None:
@@ -420,9 +415,9 @@ def _commit(db, table, kb: str, tenant: str, mode: str, chunk_tables: list, stal
                     # the same commit (fewer chunks than before, or the document is gone).
                     builder = builder.when_not_matched_by_source_delete(_in_list("doc_id", stale_doc_ids))
                 builder.execute(data)
-        _say(progress, f"[ingest] committed version {table.version}")
+        say(progress, f"[ingest] committed version {table.version}")
     refresh_fts_index(table)
     tag = next_ingest_tag(table)
     table.tags.create(tag, table.version)
-    _say(progress, f"[ingest] full-text index refreshed; tagged version {table.version} as {tag}")
+    say(progress, f"[ingest] full-text index refreshed; tagged version {table.version} as {tag}")
     return table.version, tag, True

@@ -28,7 +28,7 @@ def read_clean_batch(batch: Any, quality: dict, mask_pii: bool, num_perm: int) -
 
     from llmops_ray.data.clean import QualityConfig, clean_text, detect_lang, quality_reason
     from llmops_ray.data.dedup import content_hash, minhash_signature
-    from llmops_ray.data.readers import ReadError, read_file
+    from llmops_ray.common.readers import ReadError, read_file
     from llmops_ray.safety.pii import mask_pii as mask
 
     qcfg = QualityConfig.model_validate(quality)

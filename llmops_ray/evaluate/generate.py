@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,8 @@ from llmops_ray.config import models_root
 def materialize_model(base_model: str, adapter: str | None, tag: str) -> str:
     """A model directory vLLM can load: the base itself, or base + adapter merged (cached).
 
-    The merged copy lives under ``<workspace>/models/_merged/<tag>-<hash>``; it is built
-    in a temporary directory and renamed, so an interrupted merge leaves nothing half-written.
+    The merged copy (:func:`llmops_ray.models.merge.merge_adapter`) lives under
+    ``<workspace>/models/_merged/<tag>-<hash>``, keyed by the adapter's weight files.
     """
     if not adapter:
         return base_model
@@ -32,29 +31,10 @@ def materialize_model(base_model: str, adapter: str | None, tag: str) -> str:
     for f in sorted(Path(adapter).glob("*.safetensors")) + sorted(Path(adapter).glob("*.bin")):
         digest = hashlib.sha256((digest + str(f.stat().st_mtime_ns) + str(f.stat().st_size)).encode()).hexdigest()[:12]
     out = models_root() / "_merged" / f"{tag}-{digest}"
-    if (out / "config.json").is_file():
-        return str(out)
-    from peft import PeftModel
+    if not (out / "config.json").is_file():
+        from llmops_ray.models.merge import merge_adapter
 
-    from llmops_ray.models.base import load_causal_lm, load_tokenizer
-
-    model = PeftModel.from_pretrained(load_causal_lm(base_model), adapter).merge_and_unload()
-    tokenizer_src = adapter if (Path(adapter) / "tokenizer_config.json").is_file() else base_model
-    # An adapter directory has tokenizer files but no config.json (which load_tokenizer's
-    # model-directory check requires): load its tokenizer directly.
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_src) if tokenizer_src == adapter else load_tokenizer(tokenizer_src)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    for extra in ("generation_config.json",):
-        src = Path(base_model) / extra
-        if src.is_file() and not (tmp / extra).is_file():
-            shutil.copy(src, tmp / extra)
-    (tmp / "lineage.json").write_text(json.dumps({"merged_from": {"base": base_model, "adapter": adapter}}))
-    tmp.rename(out)
+        merge_adapter(adapter, str(out), base_model)  # staged and swapped in whole
     return str(out)
 
 

@@ -16,7 +16,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 from pydantic import Field
 
@@ -234,40 +234,3 @@ def load_causal_lm(path_or_id: str, dtype: str | None = None):
     return AutoModelForCausalLM.from_pretrained(check_model_source(path_or_id), **kwargs)
 
 
-def iter_corpus_texts(paths: Iterable[str | os.PathLike[str]]) -> Iterator[str]:
-    """Texts of a plain corpus: every .txt/.md/.html/.pdf file under the given files or
-    directories, and the ``text`` field of .jsonl records."""
-    for root in paths:
-        root = Path(root)
-        if not root.exists():
-            raise UserError(f"corpus path {str(root)!r} does not exist")
-        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-        for file in files:
-            suffix = file.suffix.lower()
-            if suffix in {".txt", ".md"}:
-                yield file.read_text(encoding="utf-8", errors="replace")
-            elif suffix in {".html", ".htm"}:
-                from bs4 import BeautifulSoup
-
-                soup = BeautifulSoup(file.read_text(encoding="utf-8", errors="replace"), "lxml")
-                for tag in soup(["script", "style"]):
-                    tag.decompose()
-                yield soup.get_text("\n", strip=True)
-            elif suffix == ".pdf":
-                try:
-                    from pypdf import PdfReader
-
-                    yield "\n".join(page.extract_text() or "" for page in PdfReader(str(file)).pages)
-                except Exception:  # an unreadable PDF is skipped, not fatal for pretraining
-                    continue
-            elif suffix == ".jsonl":
-                for line in file.read_text(encoding="utf-8", errors="replace").splitlines():
-                    line = line.strip()
-                    if not line:
-                        continue
-                    try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue
-                    if isinstance(record, dict) and isinstance(record.get("text"), str):
-                        yield record["text"]

@@ -56,9 +56,10 @@ def check_sources(config: ServeAppConfig) -> None:
 def build_app(config: ServeAppConfig):
     """The Serve application: one LLM deployment per model + the gateway ingress."""
     from ray import serve
-    from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
-    from ray.llm._internal.serve.core.ingress.ingress import make_fastapi_ingress
-    from ray.llm._internal.serve.core.server.builder import build_llm_deployment
+    from ray.serve.llm import build_llm_deployment
+    from ray.serve.llm.ingress import make_fastapi_ingress
+
+    from llmops_ray.common.ray_compat import to_model_metadata
 
     from llmops_ray.serve.gateway import ENDPOINTS, Gateway, build_fastapi_app
     from llmops_ray.common.gateway_hooks import hook_deployments

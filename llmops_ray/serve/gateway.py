@@ -23,22 +23,24 @@ from typing import Any, AsyncGenerator
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from ray.llm._internal.common.utils.lora_utils import get_base_model_id, get_lora_id
-from ray.llm._internal.serve.core.configs.openai_api_models import (
+from ray.serve.llm.ingress import OpenAiIngress
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+# Ray internals (listed and checked in common/ray_compat.py, with the OpenAiIngress attributes
+# the gateway reads).
+from llmops_ray.common.ray_compat import (
+    NON_STREAMING_RESPONSE_TYPES,
     ChatCompletionRequest,
     CompletionRequest,
     ErrorResponse,
     ModelCard,
     ModelList,
     OpenAIHTTPException,
+    get_base_model_id,
+    get_lora_id,
 )
-from ray.llm._internal.serve.core.ingress.ingress import OpenAiIngress
-from ray.llm._internal.serve.core.ingress.utils import (
-    NON_STREAMING_RESPONSE_TYPES,
-    _apply_openai_json_format,
-    _peek_at_generator,
-)
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from llmops_ray.common.ray_compat import apply_openai_json_format as _apply_openai_json_format
+from llmops_ray.common.ray_compat import peek_at_generator as _peek_at_generator
 
 from llmops_ray.common.gateway_hooks import GatewayError, RequestContext, load_hook, overrides
 from llmops_ray.serve.server import list_local_adapters, local_adapter_path

@@ -24,13 +24,18 @@ import os
 from typing import Any, AsyncGenerator, Optional
 
 from fastapi import HTTPException
-from ray.llm._internal.common.models import global_id_manager
-from ray.llm._internal.common.utils.lora_utils import get_lora_id
-from ray.llm._internal.serve.constants import RAYLLM_VLLM_ENGINE_CLS_ENV
-from ray.llm._internal.serve.core.configs.llm_config import DiskMultiplexConfig
-from ray.llm._internal.serve.core.server.llm_server import LLMServer
-from ray.llm._internal.serve.utils.batcher import Batcher
-from ray.llm._internal.serve.utils.lora_serve_utils import LoraModelLoader
+from ray.serve.llm import LLMServer
+
+# Ray internals: each is listed (and checked against the installed Ray) in common/ray_compat.py,
+# and so is every private LLMServer / VLLMEngine method overridden below.
+from llmops_ray.common.ray_compat import (
+    RAYLLM_VLLM_ENGINE_CLS_ENV,
+    Batcher,
+    DiskMultiplexConfig,
+    LoraModelLoader,
+    get_lora_id,
+    global_id_manager,
+)
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -91,7 +96,7 @@ def start_usage_meter(llm_config) -> Any:
 @functools.lru_cache(maxsize=None)
 def single_process_engine_class():
     """``VLLMEngine`` that runs a one-worker CPU model in the engine-core process (``uni`` executor)."""
-    from ray.llm._internal.serve.engines.vllm.vllm_engine import VLLMEngine
+    from llmops_ray.common.ray_compat import VLLMEngine
 
     class SingleProcessCPUEngine(VLLMEngine):
         def _start_async_llm_engine(self, vllm_engine_args, vllm_engine_config, placement_group):

@@ -55,16 +55,26 @@ class BootstrapConfig(StrictModel):
 
 
 def corpus_texts(paths: list[str]) -> tuple[list[str], list[str]]:
-    """(texts, resolved paths) of the corpus; an empty corpus is a UserError."""
-    from llmops_ray.models.base import iter_corpus_texts
+    """(texts, resolved paths) of the corpus, read as ingest reads documents
+    (:mod:`llmops_ray.common.readers`); unreadable files and records are skipped. An empty
+    corpus is a UserError."""
+    from llmops_ray.common.readers import ReadError, list_files, read_file
 
     if not paths:
         if not SAMPLE_CORPUS.is_dir():
             raise UserError("no --corpus given and the packaged sample corpus is missing")
         paths = [str(SAMPLE_CORPUS)]
-    texts = [t for t in iter_corpus_texts(paths) if t.strip()]
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        raise UserError(f"corpus path {missing[0]!r} does not exist")
+    texts = []
+    for file in list_files(paths):
+        try:
+            texts += [d["text"] for d in read_file(file) if not d.get("error") and d["text"].strip()]
+        except ReadError:
+            continue  # an unreadable file is skipped, not fatal for pretraining
     if not texts:
-        raise UserError(f"corpus {paths} has no text (.txt, .md or .jsonl with 'text')")
+        raise UserError(f"corpus {paths} has no text (.txt, .md, .html, .pdf or .jsonl records with 'id' and 'text')")
     return texts, [str(Path(p).resolve()) for p in paths]
 
 

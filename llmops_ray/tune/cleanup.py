@@ -25,13 +25,7 @@ import time
 
 from ray.tune import Callback
 
-
-def _actor_rows():
-    """Every row of the GCS actor table, parsed (``ActorTableData``)."""
-    from ray._private.state import state
-    from ray.core.generated import gcs_pb2
-
-    return [gcs_pb2.ActorTableData.FromString(raw) for raw in state._connect_and_get_accessor().get_actor_table(None, None)]
+from llmops_ray.common.ray_compat import gcs_actor_rows, gcs_placement_group_rows
 
 
 def is_orphan(info, dead_actor_ids: set[bytes]) -> bool:
@@ -58,12 +52,11 @@ def is_orphan(info, dead_actor_ids: set[bytes]) -> bool:
 
 def orphaned_placement_groups() -> list[str]:
     """Hex ids of live placement groups whose creating actor has died."""
-    from ray._private.state import state
     from ray.core.generated import gcs_pb2
 
-    rows = [gcs_pb2.PlacementGroupTableData.FromString(raw) for raw in state._connect_and_get_accessor().get_placement_group_table()]
+    rows = gcs_placement_group_rows()
     # DEAD is final (an actor being restarted is RESTARTING).
-    dead = {a.actor_id for a in _actor_rows() if a.state == gcs_pb2.ActorTableData.DEAD}
+    dead = {a.actor_id for a in gcs_actor_rows() if a.state == gcs_pb2.ActorTableData.DEAD}
     return [info.placement_group_id.hex() for info in rows if is_orphan(info, dead)]
 
 
@@ -72,7 +65,7 @@ def _live_cleaners():
     from ray.core.generated import gcs_pb2
 
     alive, dead = gcs_pb2.ActorTableData.ALIVE, gcs_pb2.ActorTableData.DEAD
-    actors = _actor_rows()
+    actors = gcs_actor_rows()
     dead_workers = {a.address.worker_id for a in actors if a.state == dead and a.address.worker_id}
     return [a for a in actors if a.state == alive and a.class_name.endswith("PlacementGroupCleaner")], dead_workers
 

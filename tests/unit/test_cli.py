@@ -15,7 +15,9 @@ def run(*args: str) -> subprocess.CompletedProcess:
 def test_help_lists_commands():
     result = run("--help")
     assert result.returncode == 0, result.stderr
-    assert "Usage" in result.stdout
+    for command in ("ingest", "search", "pipeline", "finetune", "serve", "keys", "registry", "eval", "tune",
+                    "model", "data", "kb", "logs", "cost", "slo", "audit", "info"):
+        assert f" {command} " in result.stdout, f"`llmops --help` does not list {command}"
 
 
 def test_unknown_command_is_exit_2_one_line():

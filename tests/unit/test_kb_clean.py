@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from llmops_ray.data.clean import QualityConfig, clean_text, detect_lang, quality_reason
-from llmops_ray.data.readers import ReadError, html_to_text, list_files, read_file
+from llmops_ray.common.readers import ReadError, html_to_text, list_files, read_file
 
 CORPUS = Path(__file__).resolve().parents[2] / "llmops_ray" / "resources" / "sample_corpus"
 

@@ -16,9 +16,19 @@ def test_ray_job_id_comes_from_the_submission_metadata(monkeypatch):
     assert ray_job_id() == "raysubmit_abc"
 
 
-def test_git_commit_is_a_sha_or_none():
-    commit = git_commit()
-    assert commit is None or (len(commit) == 40 and int(commit, 16) >= 0)
+def test_git_commit_is_the_checkout_head_or_none_outside_git(tmp_path, monkeypatch):
+    import shutil
+    import subprocess
+
+    from llmops_ray.common import artifacts
+
+    head = subprocess.run(["git", "-C", str(artifacts.REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:  # a checkout (CI clones one): the commit is HEAD's
+        assert git_commit() == head.stdout.strip()
+    else:  # an installed copy outside git
+        assert git_commit() is None
+    monkeypatch.setattr(artifacts, "REPO_ROOT", tmp_path)  # not a git checkout
+    assert shutil.which("git") is None or git_commit() is None
 
 
 def test_output_dir_is_replaced_atomically_with_lineage_and_plot(tmp_path):

@@ -1,6 +1,8 @@
-"""Builds ``injection_dataset.jsonl`` next to this file: the labelled prompt-injection set.
+"""Builds ``llmops_ray/resources/safety/injection_dataset.jsonl``: the labelled prompt-injection set.
 
-Run: ``.venv/bin/python llmops_ray/resources/safety/make_injection_dataset.py``
+Run: ``.venv/bin/python tests/tools/make_injection_dataset.py [OUT.jsonl]`` (a tool, not part of
+the installed package; ``tests/unit/test_injection_dataset_tool.py`` checks that it rebuilds the
+shipped file byte for byte).
 
 Hand-written English and Chinese attacks and benign requests (with look-alikes that share
 the attacks' words), a few templated combinations of override verbs/objects, benign
@@ -11,8 +13,12 @@ classifier is keyed by the JSONL's digest: after rerunning this script it is ref
 """
 import json
 import random
+import sys
 from collections import Counter
 from pathlib import Path
+
+SHIPPED = Path(__file__).resolve().parents[2] / "llmops_ray" / "resources" / "safety" / "injection_dataset.jsonl"
+OUT = Path(sys.argv[1]) if len(sys.argv) > 1 else SHIPPED
 
 # Benign paragraph pools (hand-written) for the injection dataset: long, out-of-domain text.
 EN_TECH = [
@@ -573,7 +579,7 @@ for key, items in groups.items():
     for i, r in enumerate(items):
         r["split"] = "test" if i < n_test else "train"
 out = sorted(uniq, key=lambda r: (r["lang"], -r["label"], r["kind"], r["text"]))
-with open(Path(__file__).with_name("injection_dataset.jsonl"), "w", encoding="utf-8") as f:
+with open(OUT, "w", encoding="utf-8") as f:
     for i, r in enumerate(out):
         f.write(json.dumps({"id": i, **r}, ensure_ascii=False) + "\n")
 print(len(out), Counter((r["lang"], r["label"], r["split"]) for r in out))
