@@ -38,6 +38,17 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
+def demo_job():
+    """``jobs/demo.py`` (what `make demo` / `make down` run) as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("llmops_demo_job", REPO_ROOT / "jobs" / "demo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
 def workspace_dir() -> Path:
     """The session's workspace (``LLMOPS_HOME``)."""
     return _SESSION_HOME

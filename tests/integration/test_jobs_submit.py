@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -33,13 +32,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def demo_module():
-    sys.path.insert(0, str(REPO / "jobs"))
-    try:
-        import demo
-    finally:
-        sys.path.remove(str(REPO / "jobs"))
-    return demo
+def demo_module(demo_job):
+    return demo_job
 
 
 @pytest.fixture(scope="module")
