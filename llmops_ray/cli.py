@@ -26,13 +26,11 @@ from llmops_ray.common.cli_output import print_json
 COMMAND_MODULES: list[str] = [
     "llmops_ray.data.commands",
     "llmops_ray.kb.commands",
-    "llmops_ray.registry.cli",
-    "llmops_ray.evaluate.cli",
-    "llmops_ray.tune.cli",
+    "llmops_ray.registry.commands",
+    "llmops_ray.evaluate.commands",
+    "llmops_ray.tune.commands",
     "llmops_ray.serve.commands",
     "llmops_ray.observe.commands",
-    "llmops_ray.serve.keys_commands",
-    "llmops_ray.observe.audit_commands",
     "llmops_ray.models.commands",
     "llmops_ray.train.commands",
 ]

@@ -1,4 +1,4 @@
-"""``llmops cost report``, ``llmops logs query`` and ``llmops slo report``."""
+"""``llmops cost report``, ``llmops logs query``, ``llmops slo report`` and ``llmops audit``."""
 
 from __future__ import annotations
 
@@ -20,10 +20,11 @@ slo_app = typer.Typer(help="SLO figures per stack against the stacks' policy tar
 
 
 def register(app: typer.Typer) -> None:
-    """Add the ``cost``, ``logs`` and ``slo`` command groups."""
+    """Add the ``cost``, ``logs`` and ``slo`` command groups and ``audit``."""
     app.add_typer(cost_app, name="cost")
     app.add_typer(logs_app, name="logs")
     app.add_typer(slo_app, name="slo")
+    app.command("audit")(audit_command)
 
 
 def format_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -218,3 +219,17 @@ def slo_report_cmd(
         print(format_table(shown, columns) if shown else "no requests in the window")
     if fail_on_breach and any(not e["ok"] for e in report):
         raise typer.Exit(1)
+
+
+def audit_command(
+    since: Optional[str] = typer.Option(None, "--since", help="ISO timestamp or a duration ago: 30m, 2h, 7d."),
+    event: Optional[str] = typer.Option(None, "--event", help="Event name, or its prefix before a dot (e.g. 'key')."),
+    tenant: Optional[str] = typer.Option(None, "--tenant", help="Only records whose fields.tenant is this."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=0, help="Only the last N matching records."),
+) -> None:
+    """Print audit records (key creation/revocation, promotions, rollbacks, blocked requests), oldest first."""
+    from llmops_ray.common.audit import read_audit
+
+    match = {"tenant": tenant} if tenant else {}
+    for record in read_audit(since=since, event=event, limit=limit, **match):
+        print_json(record)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from llmops_ray.observe.tracker import Observer
+from llmops_ray.observe.observer import Observer, RequestRecord
 from llmops_ray.common.gateway_hooks import GatewayHook, RequestContext
 
 _STRIP = "observe_strip_usage"
@@ -99,7 +99,7 @@ class ObserveHook(GatewayHook):
         elif ctx.status < 400 and completion_tokens > 0:
             ttft = latency  # non-streamed: the client sees every token at the end
         request = {k: ctx.body[k] for k in _LOGGED_KEYS if k in ctx.body}
-        return self.observer.record(
+        return self.observer.record(RequestRecord(
             stack=ctx.requested_model or ctx.model,
             model=ctx.model,
             variant=ctx.variant,
@@ -123,7 +123,7 @@ class ObserveHook(GatewayHook):
             response_id=ctx.extra.get(_RESPONSE_ID),
             ts=ctx.started_wall,
             started=bool(ctx.extra.get(_STARTED)),
-        )
+        ))
 
     def close(self) -> None:
         """Flush the request log (replica shutdown)."""

@@ -1,11 +1,14 @@
-"""``llmops serve``: run the Serve app in the foreground, or deploy it detached."""
+"""``llmops serve`` (run the Serve app in the foreground, or deploy it detached) and
+``llmops keys create|list|revoke`` (API keys of tenants, :mod:`llmops_ray.serve.keys`)."""
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import List, Optional
 
 import typer
+
 from llmops_ray.common.cli_output import print_json
 
 
@@ -40,5 +43,46 @@ def serve_command(
         serve.shutdown()
 
 
+keys_app = typer.Typer(help="API keys and tenants: create, list, revoke.", no_args_is_help=True)
+
+
+@keys_app.command("create")
+def create_command(
+    tenant: str = typer.Option(..., "--tenant", help="Tenant the key belongs to (scopes its KB rows)."),
+    rpm: Optional[int] = typer.Option(None, "--rpm", min=1, help="Requests per minute (default: unlimited)."),
+    tpm: Optional[int] = typer.Option(None, "--tpm", min=1, help="Tokens per minute (default: unlimited)."),
+    models: Optional[List[str]] = typer.Option(
+        None, "--models", help="Models/stacks the key may use (repeat or comma-separate; default: all)."),
+    name: str = typer.Option("", "--name", help="Free-form label shown in `llmops keys list`."),
+) -> None:
+    """Create a key and print it once, as one JSON line (`api_key` is not stored and cannot be shown again)."""
+    from llmops_ray.serve.keys import get_store
+
+    plaintext, info = get_store().create(tenant, rpm=rpm, tpm=tpm, models=models, name=name)
+    print("store this key now: it is shown only once", file=sys.stderr)
+    print_json({"api_key": plaintext, **info.to_dict()})
+
+
+@keys_app.command("list")
+def list_command(
+    tenant: Optional[str] = typer.Option(None, "--tenant", help="Only this tenant's keys."),
+    active: bool = typer.Option(False, "--active", help="Hide revoked keys."),
+) -> None:
+    """One JSON line per key (id, tenant, limits, models, created/revoked); never the secret."""
+    from llmops_ray.serve.keys import get_store
+
+    for info in get_store().list(tenant=tenant, include_revoked=not active):
+        print_json(info.to_dict())
+
+
+@keys_app.command("revoke")
+def revoke_command(key_id: str = typer.Argument(..., help="Key id (from `llmops keys list`).")) -> None:
+    """Revoke a key: the next request with it gets 401 in every gateway replica."""
+    from llmops_ray.serve.keys import get_store
+
+    print_json(get_store().revoke(key_id).to_dict())
+
+
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve_command)
+    app.add_typer(keys_app, name="keys")

@@ -84,7 +84,7 @@ class LocalLoraLoader(LoraModelLoader):
 def start_usage_meter(llm_config) -> Any:
     """An observer that accrues this replica's seconds (one replica per process) and writes
     them to the ``replica_usage`` log every minute and at shutdown; no request rows."""
-    from llmops_ray.observe.tracker import Observer
+    from llmops_ray.observe.observer import Observer
 
     kind = getattr(llm_config.accelerator_config, "kind", "gpu")  # CPUConfig / GPUConfig / TPUConfig
     accelerator = "cpu" if kind == "cpu" else (llm_config.accelerator_type or kind)

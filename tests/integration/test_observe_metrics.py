@@ -33,7 +33,7 @@ def test_metrics_on_prometheus_endpoint_and_log_rows_from_an_actor(ray_session):
     @ray.remote(num_cpus=0.01)
     class Replica:
         def __init__(self):
-            from llmops_ray.observe.tracker import Observer
+            from llmops_ray.observe.observer import Observer
 
             self.observer = Observer(flush_interval_s=0.05)
 

@@ -18,7 +18,7 @@ from llmops_ray.observe.request_log import (
     query_requests,
     submit_feedback,
 )
-from llmops_ray.observe.tracker import Observer
+from llmops_ray.observe.observer import Observer
 from llmops_ray.safety.pii import find_pii
 
 EMAIL, PHONE = "jane.doe@example.com", "+1 415 555 0100"

@@ -26,6 +26,7 @@ import os
 import socket
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from llmops_ray.observe.cost import PriceTable, ReplicaMeter, load_prices, token_cost
@@ -42,6 +43,58 @@ def _rail_fields(decision: Any) -> tuple[str, str, dict[str, Any]]:
         rail, action = decision
         entry = {"rail": rail, "action": action}
     return str(entry.get("rail") or entry.get("name") or "-"), str(entry.get("action") or entry.get("decision") or "-"), entry
+
+
+@dataclass
+class RequestRecord:
+    """One finished request, as the gateway (or a benchmark) saw it."""
+
+    stack: str | None
+    """Stack (or model) the client asked for: the metric and cost label."""
+    latency_s: float
+    """Seconds from arrival to the last byte."""
+    model: str | None = None
+    """Model (or ``base:adapter``) that served it."""
+    variant: str | None = None
+    """Canary / A-B variant that served it."""
+    tenant: str | None = None
+    """Tenant of the API key."""
+    key_id: str | None = None
+    """Public id of the API key."""
+    route: str = "chat"
+    """``chat``, ``completions`` or ``embeddings``."""
+    stream: bool = False
+    """Whether the response was streamed."""
+    status: int = 200
+    """HTTP status."""
+    ttft_s: float | None = None
+    """Seconds to the first token (None when no token was produced)."""
+    tbt_s: float | None = None
+    """Mean seconds between output tokens."""
+    prompt_tokens: int = 0
+    """Prompt tokens (the engine's count)."""
+    completion_tokens: int = 0
+    """Completion tokens."""
+    request: Any = None
+    """Logged part of the request body (PII-masked by the log writer)."""
+    response_text: str | None = None
+    """The answer's text."""
+    error: str | None = None
+    """Error message of a failed request."""
+    citations: list[Any] | None = None
+    """RAG citations returned with the answer."""
+    rails: list[Any] | None = None
+    """Rail decisions taken on the request."""
+    retrieval_s: float | None = None
+    """Seconds spent retrieving (RAG)."""
+    request_id: str | None = None
+    """Request id (``X-Request-Id``); a new one when None."""
+    response_id: str | None = None
+    """Id of the response (``chatcmpl-...``)."""
+    ts: float | None = None
+    """Unix time of arrival (default: now - latency)."""
+    started: bool = False
+    """:meth:`Observer.start` already counted it in the queue-depth gauge."""
 
 
 class Observer:
@@ -110,75 +163,50 @@ class Observer:
         """A request arrived (call first thing in the handler)."""
         return RequestTrace(self, stack, model, variant, tenant, key_id, route, stream, request, request_id)
 
-    def record(
-        self,
-        *,
-        stack: str | None,
-        model: str | None = None,
-        variant: str | None = None,
-        tenant: str | None = None,
-        key_id: str | None = None,
-        route: str = "chat",
-        stream: bool = False,
-        status: int = 200,
-        latency_s: float,
-        ttft_s: float | None = None,
-        tbt_s: float | None = None,
-        prompt_tokens: int = 0,
-        completion_tokens: int = 0,
-        request: Any = None,
-        response_text: str | None = None,
-        error: str | None = None,
-        citations: list[Any] | None = None,
-        rails: list[Any] | None = None,
-        retrieval_s: float | None = None,
-        request_id: str | None = None,
-        response_id: str | None = None,
-        ts: float | None = None,
-        started: bool = False,
-    ) -> dict[str, Any]:
+    def record(self, rec: "RequestRecord") -> dict[str, Any]:
         """Record one finished request in one call (metrics, cost, log row); returns the
-        row queued for the log (``cost_usd`` included). ``started``: :meth:`start` already
-        counted it in the queue-depth gauge. ``tbt_s``: mean gap between output tokens."""
-        prompt_tokens, completion_tokens = int(prompt_tokens or 0), int(completion_tokens or 0)
+        row queued for the log (``cost_usd`` included)."""
+        stack, model, variant, tenant = rec.stack, rec.model, rec.variant, rec.tenant
+        latency_s, ttft_s, tbt_s = rec.latency_s, rec.ttft_s, rec.tbt_s
+        prompt_tokens, completion_tokens = int(rec.prompt_tokens or 0), int(rec.completion_tokens or 0)
         cost = token_cost(self.prices, prompt_tokens, completion_tokens, stack=stack, model=model)
         rail_logs = []
         m = self.metrics
         tags = m.tags(stack, model, variant, tenant) if m else None
-        for decision in rails or []:
+        for decision in rec.rails or []:
             rail, action, entry = _rail_fields(decision)
             rail_logs.append(entry)
             if m:
                 m.rail_decision(tags, rail, action)
         if m:
-            if not started:
+            if not rec.started:
                 m.request_started(tags)
-            if retrieval_s is not None:
-                m.retrieval(tags, retrieval_s)
+            if rec.retrieval_s is not None:
+                m.retrieval(tags, rec.retrieval_s)
             if tbt_s is not None:
                 m.token_gap(tags, tbt_s)
-            m.request_finished(tags, status, latency_s, ttft_s, prompt_tokens, completion_tokens, cost)
+            m.request_finished(tags, rec.status, latency_s, ttft_s, prompt_tokens, completion_tokens, cost)
         row = {
-            "request_id": request_id or uuid.uuid4().hex,
-            "response_id": response_id or "",
-            "ts": ts if ts is not None else time.time() - latency_s,
+            "request_id": rec.request_id or uuid.uuid4().hex,
+            "response_id": rec.response_id or "",
+            "ts": rec.ts if rec.ts is not None else time.time() - latency_s,
             "tenant": tenant or "",
-            "key_id": key_id or "",
+            "key_id": rec.key_id or "",
             "stack": stack or "",
             "model": model or "",
             "variant": variant or "",
-            "route": route,
-            "stream": bool(stream),
-            "status": int(status),
-            "error": error or "",
+            "route": rec.route,
+            "stream": bool(rec.stream),
+            "status": int(rec.status),
+            "error": rec.error or "",
             "latency_s": float(latency_s),
             "ttft_s": None if ttft_s is None else float(ttft_s),
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "cost_usd": cost,
-            "request": request,
-            "response": response_text or "",
-            "citations": citations or [],
+            "request": rec.request,
+            "response": rec.response_text or "",
+            "citations": rec.citations or [],
             "rails": rail_logs,
             "replica": self.replica,
         }
@@ -264,7 +292,7 @@ class RequestTrace:
             ttft = latency
         else:
             ttft = None
-        self.summary = self.observer.record(
+        self.summary = self.observer.record(RequestRecord(
             stack=self.stack,
             model=self.model,
             variant=self.variant,
@@ -287,5 +315,5 @@ class RequestTrace:
             response_id=response_id,
             ts=self.ts,
             started=True,
-        )
+        ))
         return self.summary
