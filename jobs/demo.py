@@ -96,11 +96,13 @@ def wait_dashboard(timeout_s: float = 120.0, dashboard: str = DASHBOARD) -> None
     raise SystemExit(f"[demo] the Ray dashboard at {dashboard} did not come up within {timeout_s:.0f} s")
 
 
-def runtime_env_json() -> str:
+def runtime_env_json(gcs_port: int = HEAD_PORT) -> str:
     home = Path(os.environ.get("LLMOPS_HOME") or REPO / ".llmops").resolve()
     # RAY_OVERRIDE_JOB_RUNTIME_ENV: the job's driver calls ray.init with the same env vars
     # (llmops_ray.cluster.runtime_env); without it Ray refuses the overlap instead of merging.
-    env_vars = {"LLMOPS_HOME": str(home), "PATH": _env()["PATH"], "RAY_OVERRIDE_JOB_RUNTIME_ENV": "1"}
+    # LLMOPS_RAY_ADDRESS: the job joins this head, not whichever Ray instance started last here.
+    env_vars = {"LLMOPS_HOME": str(home), "PATH": _env()["PATH"], "RAY_OVERRIDE_JOB_RUNTIME_ENV": "1",
+                "LLMOPS_RAY_ADDRESS": f"127.0.0.1:{gcs_port}"}
     for key in FORWARDED_ENV:
         if os.environ.get(key):
             env_vars[key] = os.environ[key]
@@ -123,11 +125,12 @@ def up(overrides: list[str]) -> int:
     return 0
 
 
-def submit_job(script_args: list[str], dashboard: str = DASHBOARD, attempts: int = 30) -> tuple[int, dict | None]:
+def submit_job(script_args: list[str], dashboard: str = DASHBOARD, gcs_port: int = HEAD_PORT,
+               attempts: int = 30) -> tuple[int, dict | None]:
     """``ray job submit --working-dir <repo> -- python SCRIPT ARGS...`` with this checkout's
     runtime env, streaming the job's output; returns (exit code, the last JSON object line)."""
     cmd = [str(BIN / "ray"), "job", "submit", "--address", dashboard, "--working-dir", str(REPO),
-           "--runtime-env-json", runtime_env_json(), "--", "python", *script_args]
+           "--runtime-env-json", runtime_env_json(gcs_port), "--", "python", *script_args]
     for _ in range(attempts):
         code, final, no_agent = _submit(cmd)
         # Right after `ray start` the dashboard answers before its job agent does.

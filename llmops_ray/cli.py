@@ -18,7 +18,7 @@ import typer
 # Typer >= 0.25 vendors click; its exceptions live there (plain `click` is not used).
 from typer._click import exceptions as click_exc
 
-from llmops_ray.cluster import apply_process_env
+from llmops_ray.cluster import apply_process_env, cluster_address
 from llmops_ray.config import UserError
 from llmops_ray.common.cli_output import print_json
 
@@ -59,7 +59,6 @@ def _root() -> None:
 
 def info() -> None:
     """Print the workspace, the Ray address in use and the stack's versions as JSON."""
-    import os
     from importlib import metadata
 
     from llmops_ray.config import workspace
@@ -72,7 +71,7 @@ def info() -> None:
             continue
     print_json({
         "workspace": str(workspace()),
-        "ray_address": os.environ.get("RAY_ADDRESS") or "local",
+        "ray_address": cluster_address() or "local",
         "versions": versions,
     })
 

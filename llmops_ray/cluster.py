@@ -108,6 +108,18 @@ def use_auth_token(path: str | os.PathLike[str], create: bool = True) -> Path | 
     return path
 
 
+# The cluster a job submitted by `make demo` (or a test) belongs to. Ray's job supervisor hands
+# its driver RAY_ADDRESS resolved from "auto", i.e. the Ray instance started *last* on the
+# machine, which is another one when a test session or a notebook started after the head.
+JOB_CLUSTER_VAR = "LLMOPS_RAY_ADDRESS"
+
+
+def cluster_address() -> str | None:
+    """The cluster to join: ``LLMOPS_RAY_ADDRESS`` (set by whoever submitted the job and knows
+    its head), else ``RAY_ADDRESS``; None = start a local instance."""
+    return os.environ.get(JOB_CLUSTER_VAR) or os.environ.get("RAY_ADDRESS") or None
+
+
 def runtime_env() -> dict[str, Any]:
     """Environment every Ray worker of ours gets (the same offline settings as the driver)."""
     env = {k: os.environ.get(k, v) for k, v in PROCESS_ENV.items()}
@@ -122,13 +134,13 @@ def runtime_env() -> dict[str, Any]:
 
 
 def init_ray(num_cpus: float | None = None, **kwargs: Any):
-    """Connect to ``RAY_ADDRESS`` when set, else start (or reuse) a local Ray instance.
+    """Connect to :func:`cluster_address` when set, else start (or reuse) a local Ray instance.
 
     A local instance gets every core of the machine unless ``num_cpus`` says otherwise.
     Returns the Ray context (or ``None`` when Ray was already initialised in this process).
     A new local instance uses the workspace's auth token (created on first use).
     """
-    address = os.environ.get("RAY_ADDRESS")
+    address = cluster_address()
     if not address and kwargs.get("address", "local") == "local":
         use_auth_token(workspace_auth_token())
     apply_process_env()

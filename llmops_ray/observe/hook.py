@@ -27,6 +27,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from pydantic import Field
+
+from llmops_ray.config import StrictModel
 from llmops_ray.observe.observer import Observer, RequestRecord
 from llmops_ray.common.gateway_hooks import GatewayHook, RequestContext
 
@@ -49,11 +52,36 @@ def _key_id(principal: Any) -> str | None:
     return None
 
 
+class ObserveHookConfig(StrictModel):
+    """Keyword arguments of :class:`ObserveHook` (``gateway.hooks[].kwargs``), checked at load time."""
+
+    prices: str | None = None
+    """Price table YAML (None = the shipped ``prices`` config)."""
+    log_requests: bool = True
+    """Write one request-log row per request (PII-masked)."""
+    metrics: bool = True
+    """Record Prometheus metrics (``ray_llmops_*``)."""
+    db_dir: str | None = None
+    """Request-log LanceDB directory (None = ``<workspace>/logs``)."""
+    replica: str | None = None
+    """Name of this replica in the log rows (None = host and process id)."""
+    max_queue: int = Field(10_000, ge=1)
+    """Rows the log writer holds before it drops (and counts) new ones."""
+    batch_size: int = Field(256, ge=1)
+    """Rows per LanceDB write."""
+    flush_interval_s: float = Field(0.5, gt=0)
+    """Longest a row waits before it is written."""
+    usage_interval_s: float = Field(60.0, gt=0)
+    """Interval of replica-seconds rows (cost per replica-hour)."""
+
+
 class ObserveHook(GatewayHook):
     """Per-request metrics, cost and request-log rows for the gateway (one per replica)."""
 
-    def __init__(self, prices: str | None = None, log_requests: bool = True, metrics: bool = True, **observer_kwargs: Any):
-        self.observer = Observer(prices=prices, log_requests=log_requests, metrics=metrics, **observer_kwargs)
+    Config = ObserveHookConfig
+
+    def __init__(self, **kwargs: Any):
+        self.observer = Observer(**ObserveHookConfig(**kwargs).model_dump())
 
     async def before_request(self, ctx: RequestContext) -> None:
         if ctx.stream and ctx.route in ("chat", "completions"):

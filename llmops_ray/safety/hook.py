@@ -22,7 +22,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from llmops_ray.config import deep_merge
+from pydantic import Field, model_validator
+
+from llmops_ray.config import StrictModel, deep_merge
 from llmops_ray.safety.config import RailsConfig
 from llmops_ray.safety.decision import BLOCKED_CODE, RailDecision, blocked_message
 from llmops_ray.safety.output import OutputStreamGuard
@@ -40,15 +42,33 @@ def audit_blocked(decision: RailDecision, ctx: Any) -> None:
           key_id=getattr(key, "key_id", None), model=getattr(ctx, "requested_model", None))
 
 
+class RailsHookConfig(StrictModel):
+    """Keyword arguments of :class:`RailsHook` (``gateway.hooks[].kwargs``), checked at load time."""
+
+    config: dict[str, Any] = Field(default_factory=dict)
+    """Rails settings for every model (a :class:`~llmops_ray.safety.config.RailsConfig`)."""
+    models: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Per-model (or stack) overrides, merged over ``config``."""
+    audit_blocked: bool = True
+    """Write an audit record for every blocked request."""
+
+    @model_validator(mode="after")
+    def _check_rails(self) -> "RailsHookConfig":
+        RailsConfig.model_validate(copy.deepcopy(self.config))
+        for override in self.models.values():
+            RailsConfig.model_validate(copy.deepcopy(deep_merge(self.config, override or {})))
+        return self
+
+
 class RailsHook(GatewayHook):
     """Input rails before the model, output rails on streamed and whole answers."""
 
+    Config = RailsHookConfig
+
     def __init__(self, config: dict | None = None, models: dict[str, dict] | None = None, audit_blocked: bool = True):
+        RailsHookConfig(config=config or {}, models=models or {}, audit_blocked=audit_blocked)
         self.base = dict(config or {})
-        RailsConfig.model_validate(copy.deepcopy(self.base))  # fail at start-up, not per request
         self.models = {name: deep_merge(self.base, override or {}) for name, override in (models or {}).items()}
-        for cfg in self.models.values():
-            RailsConfig.model_validate(copy.deepcopy(cfg))
         self.audit_blocked = audit_blocked
         get_rails(self.base)  # load the classifier now, not on the first request
 

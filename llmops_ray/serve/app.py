@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 import urllib.error
 import urllib.request
@@ -203,13 +202,13 @@ def deploy_detached(
     ``{"endpoint", "api_key", "model", "dashboard"}``; the app outlives this process."""
     import ray
 
-    from llmops_ray.cluster import apply_process_env, runtime_env
+    from llmops_ray.cluster import apply_process_env, cluster_address, runtime_env
 
     if not isinstance(config, ServeAppConfig):
         config = load_serve_config(config, overrides)
     apply_process_env()
     if not ray.is_initialized():
-        target = address or os.environ.get("RAY_ADDRESS") or "auto"
+        target = address or cluster_address() or "auto"
         try:
             ray.init(address=target, runtime_env=runtime_env(), namespace="serve", log_to_driver=False)
         except ConnectionError as exc:

@@ -163,7 +163,27 @@ class HookSpec(StrictModel):
     path: str
     """Import path ``package.module:ClassName`` (or ``package.module.ClassName``)."""
     kwargs: dict[str, Any] = Field(default_factory=dict)
-    """Keyword arguments for the class constructor."""
+    """Keyword arguments for the class constructor, checked against the class's ``Config``
+    model (when it has one) when the serve config is loaded, not in the replica."""
+
+    @model_validator(mode="after")
+    def _check_kwargs(self) -> "HookSpec":
+        from pydantic import ValidationError
+
+        from llmops_ray.common.gateway_hooks import hook_class
+        from llmops_ray.config import format_validation_error
+
+        try:
+            cls = hook_class(self.path)
+        except (ImportError, AttributeError, ValueError, OSError) as exc:
+            raise ValueError(f"hook {self.path!r} cannot be imported: {exc}") from None
+        config = getattr(cls, "Config", None)
+        if config is not None:
+            try:
+                config.model_validate(self.kwargs)
+            except ValidationError as exc:
+                raise ValueError(format_validation_error(exc, f"{cls.__name__} kwargs")) from None
+        return self
 
 
 class GatewaySpec(StrictModel):

@@ -27,9 +27,11 @@ import threading
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
-from llmops_ray.config import UserError, workspace_path
+from pydantic import Field
+
+from llmops_ray.config import StrictModel, UserError, workspace_path
 
 KEY_PREFIX = "sk-llmops-"
 _KEY_RE = re.compile(r"^sk-llmops-([0-9a-f]{12})-([A-Za-z0-9_-]{20,128})$")
@@ -309,6 +311,18 @@ def estimate_prompt_tokens(body: dict[str, Any]) -> int:
 from llmops_ray.common.gateway_hooks import GatewayError, GatewayHook  # noqa: E402  (stdlib-only module)
 
 
+class ApiKeyHookConfig(StrictModel):
+    """Keyword arguments of :class:`ApiKeyHook` (``gateway.hooks[].kwargs``), checked at load time."""
+
+    limiter: Literal["actor", "local", "none"] = "actor"
+    """``actor``: one shared limiter actor (exact across replicas); ``local``: per-replica
+    buckets of ``limit / replicas``; ``none``: keys only, no rate limits."""
+    replicas: int = Field(1, ge=1)
+    """Gateway replicas the ``local`` limiter splits each limit over."""
+    db_path: str | None = None
+    """Key store (SQLite) path; None = ``<workspace>/keys/keys.db``."""
+
+
 class ApiKeyHook(GatewayHook):
     """Gateway hook: 401 without a valid key, 403 for a model the key may not use, 429 with
     ``Retry-After`` beyond its rpm/tpm. Sets ``ctx.principal`` (the :class:`KeyInfo`) and
@@ -322,9 +336,10 @@ class ApiKeyHook(GatewayHook):
     ``limiter: local`` takes ``replicas: N`` and enforces ``limit / N`` per replica.
     """
 
+    Config = ApiKeyHookConfig
+
     def __init__(self, limiter: str = "actor", replicas: int = 1, db_path: str | None = None):
-        if limiter not in ("actor", "local", "none"):
-            raise ValueError(f"limiter must be actor, local or none, not {limiter!r}")
+        ApiKeyHookConfig(limiter=limiter, replicas=replicas, db_path=db_path)
         self.store = get_store(db_path)
         self.mode = limiter
         self._local = None

@@ -142,6 +142,8 @@ def _real(path: str) -> str:
 class StackHook(GatewayHook):
     """Stacks as models: canary routing, RAG with citations, automatic rollback."""
 
+    Config = StackHookConfig
+
     def __init__(self, **kwargs: Any):
         from llmops_ray.config import build_config
 

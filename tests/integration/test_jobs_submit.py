@@ -37,15 +37,22 @@ def demo_module(demo_job):
 
 
 @pytest.fixture(scope="module")
-def head(demo_module, workspace_dir):
-    """A `ray start --head` on free ports; yields its dashboard URL; stopped (every process) at the end."""
+def head(demo_module, workspace_dir, ray_session):
+    """A `ray start --head` on free ports; yields its dashboard URL and GCS port; stopped (every
+    process) at the end. Started after the session's own Ray instance (``ray_session``), so that
+    the jobs prove they join their head and not the instance Ray's "auto" address finds."""
     demo_module.AUTH_TOKEN = workspace_dir / "ray" / "auth_token"
     port, dashboard_port = _free_port(), _free_port()
     demo_module.start_head(port=port, dashboard_port=dashboard_port)
+    # As if another Ray instance had started on the machine after the head (a test session, a
+    # notebook): Ray's "auto" address, which the job supervisor hands its drivers, now names it.
+    from ray._common.utils import get_ray_address_file
+
+    Path(get_ray_address_file(None)).write_text(ray_session.get_runtime_context().gcs_address)
     dashboard = f"http://127.0.0.1:{dashboard_port}"
     try:
         demo_module.wait_dashboard(dashboard=dashboard)
-        yield dashboard
+        yield {"dashboard": dashboard, "port": port}
     finally:
         stopped = demo_module.stop_head(port)
         assert stopped > 0
@@ -53,10 +60,17 @@ def head(demo_module, workspace_dir):
 
 
 def submit(demo_module, head, *script_args: str) -> dict:
-    code, final = demo_module.submit_job([str(a) for a in script_args], dashboard=head)
+    code, final = demo_module.submit_job([str(a) for a in script_args], dashboard=head["dashboard"], gcs_port=head["port"])
     assert code == 0, f"{script_args[0]} exited {code}"
     assert final is not None, f"{script_args[0]} printed no JSON line"
     return final
+
+
+def test_a_job_joins_the_head_it_was_submitted_to(demo_module, head):
+    code = ("import json, ray\nfrom llmops_ray.cluster import init_ray\ninit_ray()\n"
+            "print(json.dumps({'gcs': ray.get_runtime_context().gcs_address}))")
+    out = submit(demo_module, head, "-c", code)
+    assert out["gcs"].rsplit(":", 1)[1] == str(head["port"])
 
 
 def test_ingest_job(demo_module, head):
@@ -107,7 +121,7 @@ def served_app(demo_module, head, tiny_model_dir, tmp_path_factory):
         out = submit(demo_module, head, "jobs/deploy.py", "--config", path)
         yield {"info": out, "port": port, "model": config["models"][0]["model_id"]}
     finally:
-        subprocess.run([str(demo_module.BIN / "serve"), "shutdown", "-y", "--address", head],
+        subprocess.run([str(demo_module.BIN / "serve"), "shutdown", "-y", "--address", head["dashboard"]],
                        env=demo_module._env(), timeout=120)
 
 

@@ -130,25 +130,6 @@ def test_build_app_reports_missing_model_dir(tmp_path):
         build_app(build_config(ServeAppConfig, data))
 
 
-def test_app_builder_graph(tiny_model_dir):
-    """The Serve graph: one Gateway ingress bound to one LLM deployment per model."""
-    from llmops_ray.serve.app import build_app, gateway_settings
-
-    data = read_yaml(SERVE_CONFIGS_DIR / "multi_model.yaml")
-    for m in data["models"]:
-        m["source"] = str(tiny_model_dir)
-    config = build_config(ServeAppConfig, data)
-    app = build_app(config)
-    assert app._bound_deployment.name == "Gateway"
-    llms = app._bound_deployment.init_kwargs["llm_deployments"]
-    assert set(llms) == {"tiny-base", "tiny-chat"}
-    assert llms["tiny-base"]._bound_deployment.name == "LLM:tiny-base"
-    assert llms["tiny-base"]._bound_deployment.init_kwargs["local_lora_dir"].endswith("/models")
-    settings = gateway_settings(config)
-    assert settings["max_model_len"] == {"tiny-base": 1024, "tiny-chat": 1024}
-    assert set(settings["local_lora_dirs"]) == {"tiny-base"}
-
-
 def test_cli_serve_bad_input_exits_2(tmp_path):
     import subprocess
     import sys

@@ -132,18 +132,3 @@ def test_plain_models_pass_through_untouched(tmp_path):
     ctx = RequestContext(route="chat", body={"model": "tiny", "messages": [], "retrieval": {"k": 1}}, headers={})
     asyncio.run(hook.before_request(ctx))
     assert ctx.body["model"] == "tiny" and "retrieval" in ctx.body and ctx.variant is None
-
-
-def test_rag_canary_config_builds_with_the_retriever(tiny_model_dir):
-    """The shipped serve config: keys -> rails -> stacks -> observe, Retriever in the app graph."""
-    from llmops_ray.config import build_config, read_yaml
-    from llmops_ray.serve.app import build_app
-    from llmops_ray.serve.config import SERVE_CONFIGS_DIR, ServeAppConfig
-
-    data = read_yaml(SERVE_CONFIGS_DIR / "rag_canary.yaml")
-    data["models"][0]["source"] = str(tiny_model_dir)
-    config = build_config(ServeAppConfig, data)
-    assert [h.path.rsplit(":", 1)[1] for h in config.gateway.hooks] == ["ApiKeyHook", "RailsHook", "StackHook", "ObserveHook"]
-    settings = build_app(config)._bound_deployment.init_kwargs["settings"]
-    retriever = settings["hook_deployments"]["Retriever"]._bound_deployment
-    assert retriever.name == "Retriever" and retriever.ray_actor_options["num_cpus"] == 0.1
