@@ -69,18 +69,21 @@ def ray_steps(model_dir: str, rows: list[list[int]], steps: int, workers: int, t
     """Our loop (``llmops_ray.train.loop``) on Ray Train; per-step seconds measured in rank 0."""
     import ray
 
-    from llmops_ray.train.config import CheckpointSettings, DeepSpeedSettings, OptimConfig, WorkerSettings
-    from llmops_ray.train.runner import make_plan, run_plan
+    from llmops_ray.config import runs_root
+    from llmops_ray.train.config import (
+        CheckpointSettings, DeepSpeedSettings, OptimConfig, StepsGeometry, TrainPlan, WorkerSettings,
+    )
+    from llmops_ray.train.runner import run_plan
 
     ds = ray.data.from_items([{"input_ids": r, "labels": r} for r in rows]).materialize()
-    plan = make_plan(
+    optim = OptimConfig(lr=lr, max_steps=steps, micro_batch_size=micro, schedule="constant", grad_clip=1.0)
+    plan = TrainPlan(
         run_name=f"bench-train-step-{workers}w-z{stage}-{int(time.time())}", label="bench", model_dir=model_dir,
-        method="full", lora=None,
-        optim=OptimConfig(lr=lr, max_steps=steps, micro_batch_size=micro, schedule="constant", grad_clip=1.0),
-        deepspeed=DeepSpeedSettings(zero_stage=stage, torch_adam=True),
+        method="full", optim=optim, deepspeed=DeepSpeedSettings(zero_stage=stage, torch_adam=True),
         workers=WorkerSettings(num_workers=workers, cpus_per_worker=threads, torch_threads=threads),
         checkpoint=CheckpointSettings(every_steps=10**6, keep_best=1, max_failures=0),
-        n_train=len(rows), has_val=False, pad_id=0, log_every=10**6, mlflow=None,
+        geometry=StepsGeometry.of(len(rows), optim, workers), has_val=False, pad_id=0, log_every=10**6,
+        storage_path=str(runs_root()),
     )
     _, state = run_plan(plan, {"train": ds})
     return [h["step_time_s"] for h in state["history"]]

@@ -129,16 +129,17 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any], empty_replaces: bool
     return out
 
 
-def resolve_config_path(name_or_path: str | os.PathLike[str]) -> Path:
-    """A YAML path as given, or the name of a config shipped in ``llmops_ray/configs``."""
+def resolve_config_path(name_or_path: str | os.PathLike[str], folder: Path = CONFIGS_DIR, what: str = "config") -> Path:
+    """A YAML path as given, or the name of a config shipped in ``folder`` (default
+    ``llmops_ray/configs``); a UserError lists the shipped names."""
     path = Path(name_or_path)
     if path.is_file():
         return path
-    shipped = CONFIGS_DIR / f"{name_or_path}.yaml"
+    shipped = folder / f"{name_or_path}.yaml"
     if shipped.is_file():
         return shipped
-    names = ", ".join(sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml")))
-    raise UserError(f"config {str(name_or_path)!r} is neither a file nor a shipped config ({names})")
+    names = ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
+    raise UserError(f"{what} {str(name_or_path)!r} is neither a file nor a shipped {what} ({names})")
 
 
 def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:

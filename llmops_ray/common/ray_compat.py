@@ -16,6 +16,8 @@ symbol that moved or changed, so that a Ray upgrade fails there first and loudly
 * :func:`gcs_actor_rows`, :func:`gcs_placement_group_rows` -- the GCS tables that the Tune
   sweep reads (``ray._private.state``; the State API needs the dashboard, which a local
   ``ray.init`` does not start).
+* :func:`placement_group_by_id` -- a handle on a placement group another process created
+  (``ray._raylet.PlacementGroupID``), to remove a Tune trial's orphaned group.
 * :func:`serve_http_address` -- the running Serve proxy's host and port (Serve's HTTP options
   are cluster-wide and not readable through ``serve.status``).
 * :func:`forget_ray_address` -- the local "current cluster" address file a stopped head leaves.
@@ -88,6 +90,14 @@ def gcs_placement_group_rows() -> list:
 
     return [gcs_pb2.PlacementGroupTableData.FromString(raw)
             for raw in state._connect_and_get_accessor().get_placement_group_table()]
+
+
+def placement_group_by_id(hex_id: str):
+    """A ``PlacementGroup`` handle for the group with this hex id (for ``remove_placement_group``)."""
+    from ray._raylet import PlacementGroupID
+    from ray.util.placement_group import PlacementGroup
+
+    return PlacementGroup(PlacementGroupID(bytes.fromhex(hex_id)))
 
 
 def serve_http_address() -> tuple[str, int] | None:

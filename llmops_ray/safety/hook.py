@@ -12,7 +12,7 @@ Serve YAML (after the API-key hook, before RAG and routing hooks)::
 What it does: ``before_request`` runs the input rails (400 ``content_blocked`` naming the
 rail, audited as ``request.blocked``; PII masked in ``ctx.body`` so neither the engine nor
 any log sees it); ``on_chunk`` / ``end_stream`` run the output rails on the stream (one
-:class:`~llmops_ray.safety.output.OutputStreamGuard` per choice); ``on_response`` runs
+:class:`~llmops_ray.safety.output_rail.OutputStreamGuard` per choice); ``on_response`` runs
 them on a whole answer. Every decision is appended to ``ctx.extra["rails"]`` (dicts from
 ``RailDecision.to_log()``) for metrics and the request log.
 """
@@ -27,7 +27,7 @@ from pydantic import Field, model_validator
 from llmops_ray.config import StrictModel, deep_merge
 from llmops_ray.safety.config import RailsConfig
 from llmops_ray.safety.decision import BLOCKED_CODE, RailDecision, blocked_message
-from llmops_ray.safety.output import OutputStreamGuard
+from llmops_ray.safety.output_rail import OutputStreamGuard
 from llmops_ray.safety.rails import Rails, get_rails
 from llmops_ray.common.gateway_hooks import GatewayError, GatewayHook
 

@@ -27,7 +27,7 @@ from llmops_ray.safety.context import ContextResult, sanitize_chunks
 from llmops_ray.safety.decision import RailDecision
 from llmops_ray.safety.injection import InjectionDetector
 from llmops_ray.safety.moderation import moderation_score
-from llmops_ray.safety.output import OutputStreamGuard, check_output
+from llmops_ray.safety.output_rail import OutputStreamGuard, check_output
 from llmops_ray.safety.pii import mask_pii
 
 # Roles whose text may carry an attack: everything but the operator's system prompt.

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from llmops_ray.config import StrictModel, UserError, load_config, workspace
+from llmops_ray.config import StrictModel, load_config, resolve_config_path, workspace
 
 # llmops_ray/serve_configs links to the top-level serve_configs/ in a checkout and is a copy of it
 # in an installed wheel; not resolved, so the link keeps its name in both.
@@ -241,16 +241,9 @@ class ServeAppConfig(StrictModel):
         return self
 
 
-def resolve_serve_config_path(name_or_path: str | os.PathLike[str]) -> str | os.PathLike[str]:
+def resolve_serve_config_path(name_or_path: str | os.PathLike[str]) -> Path:
     """A YAML path, or the name of a config in ``serve_configs/`` (``local_cpu``)."""
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    shipped = SERVE_CONFIGS_DIR / f"{name_or_path}.yaml"
-    if shipped.is_file():
-        return shipped
-    names = ", ".join(sorted(p.stem for p in SERVE_CONFIGS_DIR.glob("*.yaml")))
-    raise UserError(f"serve config {str(name_or_path)!r} is neither a file nor a shipped serve config ({names})")
+    return resolve_config_path(name_or_path, SERVE_CONFIGS_DIR, "serve config")
 
 
 def load_serve_config(name_or_path: str | os.PathLike[str] = "local_cpu", overrides=()) -> ServeAppConfig:

@@ -102,10 +102,11 @@ def bootstrap(config: BootstrapConfig, *, run_config=None, callbacks=None) -> di
     from llmops_ray.train.deepspeed_config import build_deepspeed_config
     from llmops_ray.train.loop import checkpoint_export_dir
     from llmops_ray.train.runner import (
-        fit_workers, make_plan, plot_loss_curve, run_plan,
+        fit_workers, plot_loss_curve, run_plan,
     )
     from llmops_ray.common.artifacts import git_commit, publish_dir, ray_job_id, staging_dir
     from llmops_ray.common.tracking import TrackedRun, start_run
+    from llmops_ray.train.config import StepsGeometry, TrainPlan
 
     build_deepspeed_config(config.deepspeed, config.optim, config.workers.use_gpu, bf16_supported=False)
     if config.model.hidden_size % config.model.num_attention_heads:
@@ -127,11 +128,13 @@ def bootstrap(config: BootstrapConfig, *, run_config=None, callbacks=None) -> di
     )
     run = start_run(config.mlflow_experiment, config.run_name, params=config.model_dump(mode="json"), reopen_unfinished=True)
     mlflow = run.to_plan() if run else None
-    plan = make_plan(
-        run_name=config.run_name, label=config.run_name, model_dir=str(init), method="full", lora=None,
-        optim=config.optim, deepspeed=config.deepspeed, workers=fit_workers(config.workers), checkpoint=config.checkpoint,
-        n_train=stats["train_rows"], has_val=val_ds is not None, pad_id=tokenizer.pad_token_id,
-        log_every=config.log_every, mlflow=mlflow,
+    workers = fit_workers(config.workers)
+    plan = TrainPlan(
+        run_name=config.run_name, label=config.run_name, model_dir=str(init), method="full",
+        optim=config.optim, deepspeed=config.deepspeed, workers=workers, checkpoint=config.checkpoint,
+        geometry=StepsGeometry.of(stats["train_rows"], config.optim, workers.num_workers),
+        has_val=val_ds is not None, pad_id=tokenizer.pad_token_id, log_every=config.log_every, mlflow=mlflow,
+        storage_path=str(runs_root()),
     )
     datasets = {"train": train_ds} | ({"validation": val_ds} if val_ds is not None else {})
     try:

@@ -7,11 +7,12 @@ unknown keys are an error naming the key.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import Field, field_validator
 
-from llmops_ray.config import StrictModel
+from llmops_ray.config import StrictModel, UserError
 
 
 class OptimConfig(StrictModel):
@@ -163,3 +164,73 @@ class FinetuneConfig(StrictModel):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", value):
             raise ValueError("run_name may contain letters, digits, '.', '_' and '-' only")
         return value
+
+
+class StepsGeometry(StrictModel):
+    """How a training set is cut into steps, the same on every rank."""
+
+    micro_batches_per_epoch: int
+    """Micro-batches each worker reads per epoch (a whole number of accumulation groups)."""
+    steps_per_epoch: int
+    """Optimizer steps per epoch."""
+    total_steps: int
+    """Optimizer steps of the run (``optim.max_steps``, or epochs x steps per epoch)."""
+
+    @classmethod
+    def of(cls, n_train: int, optim: OptimConfig, num_workers: int) -> "StepsGeometry":
+        """Ray Train splits the training set equally (``n_train // workers`` rows each); a pass
+        stops at the last whole accumulation group so every rank takes the same steps."""
+        rows = n_train // num_workers
+        micro = math.ceil(rows / optim.micro_batch_size)
+        steps_per_epoch = micro // optim.grad_accum
+        if steps_per_epoch == 0:
+            raise UserError(
+                f"{n_train} training examples are too few for one optimizer step of "
+                f"{optim.micro_batch_size} x {optim.grad_accum} (micro batch x accumulation) on {num_workers} workers"
+            )
+        return cls(micro_batches_per_epoch=steps_per_epoch * optim.grad_accum, steps_per_epoch=steps_per_epoch,
+                   total_steps=optim.max_steps or optim.epochs * steps_per_epoch)
+
+
+class TrainPlan(StrictModel):
+    """Everything a Ray Train worker needs (``train_loop_config``, sent as JSON, read back typed)."""
+
+    run_name: str
+    """Ray Train run name (its storage directory; a rerun of the same name resumes)."""
+    label: str
+    """Prefix of the workers' progress lines."""
+    model_dir: str
+    """Model to train (a local Hugging Face directory)."""
+    method: Literal["lora", "full"]
+    """``lora``: train a peft adapter; ``full``: every weight."""
+    lora: LoraSettings | None = None
+    """Adapter settings (``method: lora``)."""
+    optim: OptimConfig
+    """Optimiser and schedule."""
+    deepspeed: DeepSpeedSettings
+    """ZeRO stage and optimiser implementation."""
+    workers: WorkerSettings
+    """Worker group (its CPU share already fitted to the cluster)."""
+    checkpoint: CheckpointSettings
+    """Checkpoint interval, how many to keep, failures tolerated."""
+    geometry: StepsGeometry
+    """Steps per epoch and in total."""
+    has_val: bool
+    """A validation split exists (checkpoints are scored by ``val_loss``, else ``train_loss``)."""
+    pad_id: int
+    """Token id used to pad micro-batches."""
+    log_every: int = Field(10, ge=1)
+    """Progress/MLflow logging interval in optimizer steps."""
+    mlflow: dict[str, str] | None = None
+    """The MLflow run rank 0 records into (``TrackedRun.to_plan()``), or None."""
+    storage_path: str
+    """Ray Train storage (``<workspace>/runs``)."""
+
+    @property
+    def score_attribute(self) -> str:
+        return "val_loss" if self.has_val else "train_loss"
+
+    @property
+    def torch_threads(self) -> int:
+        """Intra-op threads: as requested, else as many as the worker's CPU share rounds to."""
+        return self.workers.torch_threads or max(1, int(round(self.workers.cpus_per_worker)))

@@ -1,6 +1,7 @@
 """The Ray Train loop shared by fine-tuning and bootstrap pretraining, and the TorchTrainer around it.
 
-Worker side (:func:`train_loop_per_worker`): load the model (optionally wrap it in a peft
+Worker side (:func:`train_loop_per_worker`, reading a typed
+:class:`~llmops_ray.train.config.TrainPlan`): load the model (optionally wrap it in a peft
 LoRA), ``deepspeed.initialize`` on the process group Ray Train set up (gloo on CPU, NCCL on
 GPU), stream micro-batches from ``ray.train.get_dataset_shard("train")``, step, evaluate and
 checkpoint every N optimizer steps through ``ray.train.report(checkpoint=...)``.
@@ -26,177 +27,212 @@ from pathlib import Path
 from typing import Any
 
 from llmops_ray.common.tracking import TrackedRun
+from llmops_ray.train.config import TrainPlan
 
 STATE_FILE = "state.json"
 DS_TAG = "ds"
 EXPORT_DIR = "export"
 
 
-def train_loop_per_worker(plan: dict[str, Any]) -> None:
-    """Body of every Ray Train worker; ``plan`` comes from :func:`make_plan` (JSON-safe)."""
-    import deepspeed
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Body of every Ray Train worker; ``config`` is a :class:`TrainPlan` as JSON."""
     import ray.train
+
+    worker = _Worker(TrainPlan.model_validate(config), ray.train.get_context().get_world_rank())
+    while worker.state["global_step"] < worker.total_steps:
+        worker.run_epoch()
+    worker.finish()
+
+
+def _build_engine(plan: TrainPlan):
+    """The model (wrapped in a peft LoRA for ``method: lora``) in a DeepSpeed engine."""
+    import deepspeed
     import torch
     from transformers import AutoModelForCausalLM
 
-    from llmops_ray.train.config import DeepSpeedSettings, OptimConfig
-    from llmops_ray.train.data import collate
     from llmops_ray.train.deepspeed_config import build_deepspeed_config, lr_lambda
 
-    ctx = ray.train.get_context()
-    rank = ctx.get_world_rank()
-    torch.set_num_threads(plan["torch_threads"])
-    optim = OptimConfig.model_validate(plan["optim"])
-    ds_settings = DeepSpeedSettings.model_validate(plan["deepspeed"])
-    torch.manual_seed(optim.seed)
-
-    ds_config = build_deepspeed_config(ds_settings, optim, plan["use_gpu"])
+    ds_config = build_deepspeed_config(plan.deepspeed, plan.optim, plan.workers.use_gpu)
     dtype = torch.bfloat16 if ds_config["bf16"]["enabled"] else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(plan["model_dir"], dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(plan.model_dir, dtype=dtype)
     model.config.use_cache = False
-    if plan["method"] == "lora":
+    if plan.method == "lora":
         from peft import LoraConfig, get_peft_model
 
-        lora = plan["lora"]
-        model = get_peft_model(
-            model,
-            LoraConfig(
-                r=lora["rank"],
-                lora_alpha=lora["alpha"],
-                lora_dropout=lora["dropout"],
-                target_modules=lora["target_modules"],
-                task_type="CAUSAL_LM",
-            ),
-        )
-    total_steps = plan["total_steps"]
-    schedule = lr_lambda(optim, total_steps)
+        lora = plan.lora
+        model = get_peft_model(model, LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                                 target_modules=lora.target_modules, task_type="CAUSAL_LM"))
+    schedule = lr_lambda(plan.optim, plan.geometry.total_steps)
     engine, _, _, _ = deepspeed.initialize(
         model=model,
         model_parameters=[p for p in model.parameters() if p.requires_grad],
         config=ds_config,
         lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, schedule),
     )
-    device = engine.device
+    return engine
 
-    state: dict[str, Any] = {"global_step": 0, "epoch": 0, "micro_in_epoch": 0, "tokens": 0, "history": [], "restarts": 0}
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
+
+class _Worker:
+    """One rank's training state: the engine, the data position and history (``state``, saved
+    in every checkpoint) and the rolling window of the current optimizer step."""
+
+    def __init__(self, plan: TrainPlan, rank: int):
+        import ray.train
+        import torch
+
+        self.plan, self.rank = plan, rank
+        self.total_steps = plan.geometry.total_steps
+        torch.set_num_threads(plan.torch_threads)
+        torch.manual_seed(plan.optim.seed)
+        self.engine = _build_engine(plan)
+        self.state = self._restore()
+        self.tracker = TrackedRun.from_plan(plan.mlflow) if rank == 0 else None  # rank 0 records
+        self.val_batches = self._validation_batches()
+        self.train_it = ray.train.get_dataset_shard("train")
+        self.last_train_loss = self.state["history"][-1]["train_loss"] if self.state["history"] else None
+        self._reset_window()
+        self.engine.train()
+
+    def _restore(self) -> dict[str, Any]:
+        """The checkpointed state of a resumed run (a rerun or a restarted worker group), or a new one."""
+        import ray.train
+
+        state = {"global_step": 0, "epoch": 0, "micro_in_epoch": 0, "tokens": 0, "history": [], "restarts": 0}
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            return state
         with checkpoint.as_directory() as ckpt_dir:
-            engine.load_checkpoint(ckpt_dir, tag=DS_TAG)
+            self.engine.load_checkpoint(ckpt_dir, tag=DS_TAG)
             state = json.loads((Path(ckpt_dir) / STATE_FILE).read_text())
         state["restarts"] = state.get("restarts", 0) + 1
-        if rank == 0:
-            print(f"[{plan['label']}] resumed at step {state['global_step']} "
-                  f"(epoch {state['epoch']}, micro-batch {state['micro_in_epoch']})", flush=True)
+        self._say(f"resumed at step {state['global_step']} (epoch {state['epoch']}, "
+                  f"micro-batch {state['micro_in_epoch']})")
+        return state
 
-    tracker = TrackedRun.from_plan(plan.get("mlflow")) if rank == 0 else None  # rank 0 records
-    # The validation shard is small: read it once and keep it in memory.
-    val_batches = []
-    if plan["has_val"]:
-        val_it = ray.train.get_dataset_shard("validation")
-        val_batches = [collate(b, plan["pad_id"]) for b in val_it.iter_batches(batch_size=optim.micro_batch_size, batch_format="numpy")]
+    def _validation_batches(self) -> list:
+        """The validation shard is small: read it once and keep it in memory."""
+        import ray.train
 
-    def all_sum(values: list[float]) -> list[float]:
-        t = torch.tensor(values, dtype=torch.float64, device=device)
+        from llmops_ray.train.data import collate
+
+        if not self.plan.has_val:
+            return []
+        shard = ray.train.get_dataset_shard("validation")
+        return [collate(b, self.plan.pad_id)
+                for b in shard.iter_batches(batch_size=self.plan.optim.micro_batch_size, batch_format="numpy")]
+
+    def _say(self, message: str) -> None:
+        if self.rank == 0:
+            print(f"[{self.plan.label}] {message}", flush=True)
+
+    def _reset_window(self) -> None:
+        self.window = {"loss": 0.0, "micro": 0, "tokens": 0, "t0": time.perf_counter()}
+
+    def _all_sum(self, values: list[float]) -> list[float]:
+        import torch
+
+        t = torch.tensor(values, dtype=torch.float64, device=self.engine.device)
         torch.distributed.all_reduce(t)
         return t.tolist()
 
-    def evaluate() -> float | None:
-        if not val_batches:
+    def evaluate(self) -> float | None:
+        """Mean validation loss per target token over every rank's shard (None without one)."""
+        import torch
+
+        if not self.val_batches:
             return None
-        engine.eval()
+        self.engine.eval()
         loss_sum = count = 0.0
         with torch.no_grad():
-            for batch in val_batches:
-                batch = {k: v.to(device) for k, v in batch.items()}
-                out = engine(**batch)
+            for batch in self.val_batches:
+                batch = {k: v.to(self.engine.device) for k, v in batch.items()}
+                out = self.engine(**batch)
                 n = float((batch["labels"][:, 1:] != -100).sum())  # shifted targets
                 loss_sum += float(out.loss) * n
                 count += n
-        engine.train()
-        loss_sum, count = all_sum([loss_sum, count])
+        self.engine.train()
+        loss_sum, count = self._all_sum([loss_sum, count])
         return loss_sum / max(count, 1.0)
 
-    def save_and_report(metrics: dict[str, Any], final: bool) -> None:
+    def save_and_report(self, metrics: dict[str, Any], final: bool) -> None:
+        import ray.train
+
         with tempfile.TemporaryDirectory(prefix="llmops-ckpt-") as tmp:
-            engine.save_checkpoint(tmp, tag=DS_TAG)
+            self.engine.save_checkpoint(tmp, tag=DS_TAG)
             if final:
-                _export(engine, Path(tmp) / EXPORT_DIR, rank, ds_settings.zero_stage)
-            if rank == 0:
-                (Path(tmp) / STATE_FILE).write_text(json.dumps(state))
+                _export(self.engine, Path(tmp) / EXPORT_DIR, self.rank, self.plan.deepspeed.zero_stage)
+            if self.rank == 0:
+                (Path(tmp) / STATE_FILE).write_text(json.dumps(self.state))
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
-    accum = optim.grad_accum
-    micro_per_epoch = plan["micro_batches_per_epoch"]
-    train_it = ray.train.get_dataset_shard("train")
-    engine.train()
-    last_train_loss = state["history"][-1]["train_loss"] if state["history"] else None
-    window = {"loss": 0.0, "micro": 0, "tokens": 0, "t0": time.perf_counter()}
-    while state["global_step"] < total_steps:
+    def run_epoch(self) -> None:
+        """One pass over the shard (from the saved position), stopping at the step budget."""
+        from llmops_ray.train.data import collate
+
+        state, plan = self.state, self.plan
         skip = state["micro_in_epoch"]
         micro = 0
-        for raw in train_it.iter_batches(batch_size=optim.micro_batch_size, batch_format="numpy"):
-            if micro >= micro_per_epoch or state["global_step"] >= total_steps:
+        for raw in self.train_it.iter_batches(batch_size=plan.optim.micro_batch_size, batch_format="numpy"):
+            if micro >= plan.geometry.micro_batches_per_epoch or state["global_step"] >= self.total_steps:
                 break
             micro += 1
             if micro <= skip:  # resume: these micro-batches were consumed before the checkpoint
                 continue
-            batch = {k: v.to(device) for k, v in collate(raw, plan["pad_id"]).items()}
-            out = engine(**batch)
-            engine.backward(out.loss)
-            engine.step()
-            window["loss"] += float(out.loss.detach())
-            window["micro"] += 1
-            window["tokens"] += int(batch["attention_mask"].sum())
-            if micro % accum:
-                continue
-            # An optimizer step finished (DeepSpeed steps at every accum-th micro-batch).
-            state["global_step"] += 1
-            state["micro_in_epoch"] = micro
-            step = state["global_step"]
-            loss_sum, n_micro, tokens = all_sum([window["loss"], window["micro"], window["tokens"]])
-            elapsed = time.perf_counter() - window["t0"]
-            last_train_loss = loss_sum / n_micro
-            state["tokens"] += int(tokens)
-            record = {
-                "step": step,
-                "train_loss": last_train_loss,
-                "lr": engine.get_lr()[0],
-                "tokens_per_s": tokens / max(elapsed, 1e-9),
-                "step_time_s": elapsed,
-                "epoch": state["epoch"],
-            }
-            window = {"loss": 0.0, "micro": 0, "tokens": 0, "t0": time.perf_counter()}
-            is_ckpt = step % plan["checkpoint_every"] == 0 and step < total_steps
-            if is_ckpt:
-                record["val_loss"] = evaluate()
-            state["history"].append(record)
-            if step % plan["log_every"] == 0 or is_ckpt or step == total_steps:
-                if tracker:
-                    tracker.log_metrics({k: v for k, v in record.items() if k not in ("step", "epoch")}, step)
-                if rank == 0:
-                    val = f" val_loss {record['val_loss']:.4f}" if record.get("val_loss") is not None else ""
-                    print(f"[{plan['label']}] step {step}/{total_steps} loss {last_train_loss:.4f} "
-                          f"lr {record['lr']:.2e} tok/s {record['tokens_per_s']:.0f}{val}", flush=True)
-            if is_ckpt:
-                save_and_report(_report_metrics(record, state), final=False)
-                window["t0"] = time.perf_counter()  # checkpoint time is not step time
+            batch = {k: v.to(self.engine.device) for k, v in collate(raw, plan.pad_id).items()}
+            out = self.engine(**batch)
+            self.engine.backward(out.loss)
+            self.engine.step()
+            self.window["loss"] += float(out.loss.detach())
+            self.window["micro"] += 1
+            self.window["tokens"] += int(batch["attention_mask"].sum())
+            if micro % plan.optim.grad_accum == 0:  # DeepSpeed stepped the optimizer
+                self._optimizer_step_done(micro)
         if micro == 0 and skip == 0:
             raise RuntimeError("training shard yielded no batches")
         # The pass ended because the shard ran out (or hit its per-epoch cap): next epoch.
         # Stopping at total_steps mid-epoch keeps the position for a rerun with more steps.
-        if state["global_step"] < total_steps or micro >= micro_per_epoch:
+        if state["global_step"] < self.total_steps or micro >= plan.geometry.micro_batches_per_epoch:
             state["epoch"] += 1
             state["micro_in_epoch"] = 0
 
-    val_loss = evaluate()
-    final = {"step": state["global_step"], "train_loss": last_train_loss, "epoch": state["epoch"]}
-    if val_loss is not None:
-        final["val_loss"] = val_loss
-    state["final"] = final
-    if tracker:
-        tracker.log_metrics({k: v for k, v in final.items() if k.endswith("loss")}, state["global_step"], prefix="final_")
-    save_and_report(_report_metrics(final, state), final=True)
+    def _optimizer_step_done(self, micro: int) -> None:
+        """Record the step (train loss over every rank), evaluate, log and checkpoint on schedule."""
+        state, plan = self.state, self.plan
+        state["global_step"] += 1
+        state["micro_in_epoch"] = micro
+        step = state["global_step"]
+        loss_sum, n_micro, tokens = self._all_sum([self.window["loss"], self.window["micro"], self.window["tokens"]])
+        elapsed = time.perf_counter() - self.window["t0"]
+        self.last_train_loss = loss_sum / n_micro
+        state["tokens"] += int(tokens)
+        record = {"step": step, "train_loss": self.last_train_loss, "lr": self.engine.get_lr()[0],
+                  "tokens_per_s": tokens / max(elapsed, 1e-9), "step_time_s": elapsed, "epoch": state["epoch"]}
+        self._reset_window()
+        is_ckpt = step % plan.checkpoint.every_steps == 0 and step < self.total_steps
+        if is_ckpt:
+            record["val_loss"] = self.evaluate()
+        state["history"].append(record)
+        if step % plan.log_every == 0 or is_ckpt or step == self.total_steps:
+            if self.tracker:
+                self.tracker.log_metrics({k: v for k, v in record.items() if k not in ("step", "epoch")}, step)
+            val = f" val_loss {record['val_loss']:.4f}" if record.get("val_loss") is not None else ""
+            self._say(f"step {step}/{self.total_steps} loss {self.last_train_loss:.4f} "
+                      f"lr {record['lr']:.2e} tok/s {record['tokens_per_s']:.0f}{val}")
+        if is_ckpt:
+            self.save_and_report(_report_metrics(record, state), final=False)
+            self.window["t0"] = time.perf_counter()  # checkpoint time is not step time
+
+    def finish(self) -> None:
+        """Final validation, the final metrics, and the checkpoint that carries the export."""
+        val_loss = self.evaluate()
+        final = {"step": self.state["global_step"], "train_loss": self.last_train_loss, "epoch": self.state["epoch"]}
+        if val_loss is not None:
+            final["val_loss"] = val_loss
+        self.state["final"] = final
+        if self.tracker:
+            self.tracker.log_metrics({k: v for k, v in final.items() if k.endswith("loss")},
+                                     self.state["global_step"], prefix="final_")
+        self.save_and_report(_report_metrics(final, self.state), final=True)
 
 
 def _report_metrics(record: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
@@ -229,7 +265,7 @@ def _export(engine, export_dir: Path, rank: int, zero_stage: int) -> None:
 
 
 def build_trainer(
-    plan: dict[str, Any],
+    plan: TrainPlan,
     datasets: dict[str, Any],
     *,
     run_config=None,
@@ -248,31 +284,31 @@ def build_trainer(
 
     from llmops_ray.cluster import runtime_env
 
-    cpus = cpus_per_worker if cpus_per_worker is not None else plan["cpus_per_worker"]
+    cpus = cpus_per_worker if cpus_per_worker is not None else plan.workers.cpus_per_worker
     resources = {"CPU": cpus}
-    if plan["use_gpu"]:
+    if plan.workers.use_gpu:
         resources["GPU"] = 1
     if run_config is None:
         run_config = RunConfig(
-            name=plan["run_name"],
-            storage_path=plan["storage_path"],
+            name=plan.run_name,
+            storage_path=plan.storage_path,
             checkpoint_config=CheckpointConfig(
-                num_to_keep=plan["keep_best"],
-                checkpoint_score_attribute=plan["score_attribute"],
+                num_to_keep=plan.checkpoint.keep_best,
+                checkpoint_score_attribute=plan.score_attribute,
                 checkpoint_score_order="min",
             ),
-            failure_config=FailureConfig(max_failures=plan["max_failures"]),
+            failure_config=FailureConfig(max_failures=plan.checkpoint.max_failures),
             worker_runtime_env=runtime_env(),
         )
     if callbacks:
         run_config.callbacks = list(run_config.callbacks or []) + list(callbacks)
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=plan,
+        train_loop_config=plan.model_dump(mode="json"),
         scaling_config=ScalingConfig(
-            num_workers=plan["num_workers"], use_gpu=plan["use_gpu"], resources_per_worker=resources
+            num_workers=plan.workers.num_workers, use_gpu=plan.workers.use_gpu, resources_per_worker=resources
         ),
-        torch_config=TorchConfig(backend="nccl" if plan["use_gpu"] else "gloo"),
+        torch_config=TorchConfig(backend="nccl" if plan.workers.use_gpu else "gloo"),
         run_config=run_config,
         datasets=datasets,
     )
@@ -290,8 +326,3 @@ def checkpoint_export_dir(checkpoint) -> Path:
     if not path.is_dir():
         raise RuntimeError(f"checkpoint {checkpoint.path} has no exported model")
     return path
-
-
-def torch_threads_for(cpus_per_worker: float, requested: int = 0) -> int:
-    """Intra-op threads: as many as the worker's CPU share rounds to, at least 1."""
-    return requested or max(1, int(round(cpus_per_worker)))

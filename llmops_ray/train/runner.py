@@ -1,6 +1,5 @@
-"""Driver-side pieces shared by fine-tuning and bootstrap pretraining: the plan handed to the
-workers, the MLflow run, running the trainer, and the output directory (atomic write,
-lineage, loss-curve PNG)."""
+"""Driver-side pieces shared by fine-tuning and bootstrap pretraining: the workers' CPU share,
+running a :class:`~llmops_ray.train.config.TrainPlan`, and the loss-curve PNG."""
 
 from __future__ import annotations
 
@@ -8,26 +7,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-from llmops_ray.config import UserError, runs_root
-from llmops_ray.train.config import CheckpointSettings, DeepSpeedSettings, OptimConfig, WorkerSettings
-from llmops_ray.train.loop import torch_threads_for
+from llmops_ray.config import UserError
+from llmops_ray.train.config import OptimConfig, StepsGeometry, TrainPlan, WorkerSettings
 
 def steps_geometry(n_train: int, optim: OptimConfig, num_workers: int) -> dict[str, int]:
-    """Micro-batches per worker per epoch and optimizer steps in total.
-
-    Ray Train splits the training set equally (``n_train // workers`` rows each); a pass
-    stops at the last whole accumulation group so every rank takes the same steps.
-    """
-    rows = n_train // num_workers
-    micro = math.ceil(rows / optim.micro_batch_size)
-    steps_per_epoch = micro // optim.grad_accum
-    if steps_per_epoch == 0:
-        raise UserError(
-            f"{n_train} training examples are too few for one optimizer step of "
-            f"{optim.micro_batch_size} x {optim.grad_accum} (micro batch x accumulation) on {num_workers} workers"
-        )
-    total = optim.max_steps or optim.epochs * steps_per_epoch
-    return {"micro_batches_per_epoch": steps_per_epoch * optim.grad_accum, "steps_per_epoch": steps_per_epoch, "total_steps": total}
+    """:meth:`StepsGeometry.of` as a mapping (micro-batches per epoch, steps per epoch, total)."""
+    return StepsGeometry.of(n_train, optim, num_workers).model_dump()
 
 
 # Below this CPU share a worker is better not started: say what holds the CPUs instead.
@@ -66,60 +51,16 @@ def fit_workers(workers: WorkerSettings) -> WorkerSettings:
     return workers.model_copy(update={"cpus_per_worker": cpus})
 
 
-def make_plan(
-    *,
-    run_name: str,
-    label: str,
-    model_dir: str,
-    method: str,
-    lora: dict[str, Any] | None,
-    optim: OptimConfig,
-    deepspeed: DeepSpeedSettings,
-    workers: WorkerSettings,
-    checkpoint: CheckpointSettings,
-    n_train: int,
-    has_val: bool,
-    pad_id: int,
-    log_every: int,
-    mlflow: dict[str, str] | None,
-) -> dict[str, Any]:
-    """The JSON-safe ``train_loop_config`` of :func:`llmops_ray.train.loop.train_loop_per_worker`."""
-    geometry = steps_geometry(n_train, optim, workers.num_workers)
-    return {
-        "run_name": run_name,
-        "label": label,
-        "model_dir": model_dir,
-        "method": method,
-        "lora": lora,
-        "optim": optim.model_dump(mode="json"),
-        "deepspeed": deepspeed.model_dump(mode="json"),
-        "use_gpu": workers.use_gpu,
-        "num_workers": workers.num_workers,
-        "cpus_per_worker": workers.cpus_per_worker,
-        "torch_threads": torch_threads_for(workers.cpus_per_worker, workers.torch_threads),
-        "checkpoint_every": checkpoint.every_steps,
-        "keep_best": checkpoint.keep_best,
-        "max_failures": checkpoint.max_failures,
-        "score_attribute": "val_loss" if has_val else "train_loss",
-        "has_val": has_val,
-        "pad_id": pad_id,
-        "log_every": log_every,
-        "mlflow": mlflow,
-        "storage_path": str(runs_root()),
-        **geometry,
-    }
-
-
-def run_plan(plan: dict[str, Any], datasets: dict[str, Any], *, run_config=None, callbacks=None, cpus_per_worker=None):
+def run_plan(plan: TrainPlan, datasets: dict[str, Any], *, run_config=None, callbacks=None, cpus_per_worker=None):
     """Fit the TorchTrainer; returns ``(result, final_state)`` (state.json of the final checkpoint)."""
     from llmops_ray.train.loop import build_trainer, read_checkpoint_state
 
     trainer = build_trainer(plan, datasets, run_config=run_config, callbacks=callbacks, cpus_per_worker=cpus_per_worker)
     result = trainer.fit()
     if result.error is not None:
-        raise RuntimeError(f"training run {plan['run_name']!r} failed: {result.error}") from result.error
+        raise RuntimeError(f"training run {plan.run_name!r} failed: {result.error}") from result.error
     if result.checkpoint is None:
-        raise RuntimeError(f"training run {plan['run_name']!r} reported no checkpoint")
+        raise RuntimeError(f"training run {plan.run_name!r} reported no checkpoint")
     return result, read_checkpoint_state(result.checkpoint)
 
 

@@ -96,7 +96,9 @@ def prepare(config: FinetuneConfig, cpus_per_worker: float | None = None, shared
     from llmops_ray.models.base import file_hash, load_tokenizer
     from llmops_ray.train.data import validate_dataset
     from llmops_ray.common.tracking import start_run
-    from llmops_ray.train.runner import fit_workers, make_plan
+    from llmops_ray.config import runs_root
+    from llmops_ray.train.config import StepsGeometry, TrainPlan
+    from llmops_ray.train.runner import fit_workers
 
     check_config(config)
     model_dir = resolve_base_model(config.base_model)
@@ -124,21 +126,22 @@ def prepare(config: FinetuneConfig, cpus_per_worker: float | None = None, shared
         workers = fit_workers(config.workers)
     run = start_run(config.mlflow_experiment, config.run_name, params=config.model_dump(mode="json"), reopen_unfinished=True)
     mlflow = run.to_plan() if run else None
-    plan = make_plan(
+    plan = TrainPlan(
         run_name=config.run_name,
         label=config.run_name,
         model_dir=model_dir,
         method=config.method,
-        lora=config.lora.model_dump(mode="json") if config.method == "lora" else None,
+        lora=config.lora if config.method == "lora" else None,
         optim=config.optim,
         deepspeed=config.deepspeed,
         workers=workers,
         checkpoint=config.checkpoint,
-        n_train=stats["train_rows"],
+        geometry=StepsGeometry.of(stats["train_rows"], config.optim, workers.num_workers),
         has_val=val_ds is not None,
         pad_id=pad_id,
         log_every=config.log_every,
         mlflow=mlflow,
+        storage_path=str(runs_root()),
     )
     datasets = {"train": train_ds}
     if val_ds is not None:

@@ -25,7 +25,7 @@ import time
 
 from ray.tune import Callback
 
-from llmops_ray.common.ray_compat import gcs_actor_rows, gcs_placement_group_rows
+from llmops_ray.common.ray_compat import gcs_actor_rows, gcs_placement_group_rows, placement_group_by_id
 
 
 def is_orphan(info, dead_actor_ids: set[bytes]) -> bool:
@@ -114,13 +114,12 @@ def kill_stale_placement_group_cleaners() -> int:
 
 def remove_orphaned_placement_groups() -> int:
     """Remove every orphaned placement group; returns how many were removed."""
-    from ray._raylet import PlacementGroupID
-    from ray.util.placement_group import PlacementGroup, remove_placement_group
+    from ray.util.placement_group import remove_placement_group
 
     removed = 0
     for hex_id in orphaned_placement_groups():
         try:
-            remove_placement_group(PlacementGroup(PlacementGroupID(bytes.fromhex(hex_id))))
+            remove_placement_group(placement_group_by_id(hex_id))
             removed += 1
         except Exception:  # noqa: BLE001 - already removed meanwhile
             pass

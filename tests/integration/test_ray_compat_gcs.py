@@ -8,7 +8,7 @@ def test_gcs_tables_list_a_live_actor_and_a_placement_group(ray_session):
     from ray.core.generated import gcs_pb2
     from ray.util.placement_group import placement_group, remove_placement_group
 
-    from llmops_ray.common.ray_compat import gcs_actor_rows, gcs_placement_group_rows
+    from llmops_ray.common.ray_compat import gcs_actor_rows, gcs_placement_group_rows, placement_group_by_id
 
     @ray.remote(num_cpus=0)
     class Probe:
@@ -23,6 +23,7 @@ def test_gcs_tables_list_a_live_actor_and_a_placement_group(ray_session):
         alive = [r for r in gcs_actor_rows() if r.actor_id.hex() == probe._actor_id.hex()]
         assert alive and alive[0].state == gcs_pb2.ActorTableData.ALIVE
         assert pg.id.hex() in {r.placement_group_id.hex() for r in gcs_placement_group_rows()}
+        assert placement_group_by_id(pg.id.hex()).id == pg.id
     finally:
         remove_placement_group(pg)
         ray.kill(probe)

@@ -145,3 +145,36 @@ def test_imports_inside_functions_and_relative_ones_are_seen(tmp_path):
     names = {name for name, _ in imports_of(path, "llmops_ray.data.mod")}
     assert {"llmops_ray.serve.app", "llmops_ray.kb.store", "llmops_ray.config"} <= names
     assert "json" not in names
+
+
+RAY_INTERNAL_PREFIXES = ("ray._private", "ray._common", "ray._raylet", "ray.llm._internal", "ray.serve._private",
+                         "ray.train.v2._internal", "ray.serve.context")
+
+
+def test_ray_internals_only_in_the_compat_module():
+    """ARCHITECTURE.md: what touches Ray internals lives in common/ray_compat.py (checked by
+    tests/unit/test_ray_compat.py); everything else uses Ray's public API."""
+    compat = PACKAGE / "common" / "ray_compat.py"
+    wrong = []
+    for module, path in modules().items():
+        if path == compat:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            wrong += [f"{path.relative_to(REPO)}:{node.lineno} imports {n}" for n in names
+                      if n.startswith(RAY_INTERNAL_PREFIXES)]
+    assert not wrong, "Ray internals outside common/ray_compat.py:\n" + "\n".join(wrong)
+
+
+def test_the_cli_starts_without_heavy_imports():
+    """ARCHITECTURE.md: heavy imports stay inside functions, so `llmops --help` is fast."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom llmops_ray.cli import build_app\nbuild_app()\n"
+            "heavy = [m for m in ('torch', 'ray', 'vllm', 'lancedb', 'transformers', 'deepspeed', 'mlflow') if m in sys.modules]\n"
+            "print(','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "", f"building the CLI imports {out.stdout.strip()}"

@@ -123,7 +123,7 @@ def test_missing_ingest_path_fails_before_anything_runs(tmp_path, monkeypatch):
 
 
 def test_stage_summary_line_shows_scalars_and_metrics():
-    from llmops_ray.pipeline import _summary
+    from llmops_ray.pipeline.state import _summary
 
     line = _summary({"ref": "demo@3", "suite": "sample_kb", "report": None,
                      "metrics": {"recall_at_k": 1.0, "mrr": 0.9375, "perplexity": 1234.5678},

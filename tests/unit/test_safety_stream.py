@@ -8,7 +8,7 @@ import re
 import pytest
 
 from llmops_ray.safety.config import OutputRailsConfig
-from llmops_ray.safety.output import OutputStreamGuard, check_output
+from llmops_ray.safety.output_rail import OutputStreamGuard, check_output
 from llmops_ray.safety.pii import mask_pii
 
 PLACEHOLDER = re.compile(r"\[(?:EMAIL|PHONE|CARD|CN_ID|IP|IBAN)\]")
