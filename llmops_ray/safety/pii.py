@@ -120,7 +120,14 @@ def _card_candidates(text: str) -> list[PiiMatch]:
     for run in _DIGIT_RUN.finditer(text):
         groups = [(g.start() + run.start(), g.end() + run.start()) for g in re.finditer(r"\d+", run.group(0))]
         for i in range(len(groups)):
-            for j in range(len(groups), i, -1):
+            # Only sub-runs of at most 19 digits can be a card: at most 19 groups from i, so the
+            # work is linear in the run's length (trying every end group was cubic: 1.4 s for
+            # "123 " * 400).
+            last, digits_so_far = i, 0
+            while last < len(groups) and digits_so_far + groups[last][1] - groups[last][0] <= 19:
+                digits_so_far += groups[last][1] - groups[last][0]
+                last += 1
+            for j in range(last, i, -1):
                 part = groups[i:j]
                 if len(part) > 1 and any(end - start < 3 for start, end in part):
                     continue

@@ -88,3 +88,41 @@ def test_card_after_another_number_is_found():
 def test_phone_followed_by_an_ip_keeps_both():
     masked, counts = mask_pii("+44 20 7946 0958 10.0.0.254")
     assert masked == "[PHONE] [IP]" and counts == {"PHONE": 1, "IP": 1}
+
+
+def _cards_exhaustive(text):
+    """The card rule tried over every (start, end) pair of digit groups: the reference the
+    bounded search must agree with."""
+    import re
+
+    from llmops_ray.safety.pii import _DIGIT_RUN, luhn_valid
+
+    out = []
+    for run in _DIGIT_RUN.finditer(text):
+        groups = [(g.start() + run.start(), g.end() + run.start()) for g in re.finditer(r"\d+", run.group(0))]
+        for i in range(len(groups)):
+            for j in range(len(groups), i, -1):
+                part = groups[i:j]
+                if len(part) > 1 and any(end - start < 3 for start, end in part):
+                    continue
+                digits = "".join(text[a:b] for a, b in part)
+                if 13 <= len(digits) <= 19 and luhn_valid(digits):
+                    out.append((part[0][0], part[-1][1]))
+                    break
+    return out
+
+
+def test_card_search_is_bounded_and_finds_what_the_exhaustive_rule_finds():
+    import random
+
+    from llmops_ray.safety.pii import _card_candidates
+
+    rng = random.Random(7)
+    cards = ["4111 1111 1111 1111", "5500-0000-0000-0004", "378282246310005", "6011 0009 9013 9424"]
+    for _ in range(300):
+        parts = []
+        for _ in range(rng.randint(1, 12)):
+            parts.append(rng.choice(cards) if rng.random() < 0.2 else
+                         "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 6))))
+        text = rng.choice([" ", "-", "  "]).join(parts)
+        assert [(m.start, m.end) for m in _card_candidates(text)] == _cards_exhaustive(text), text
