@@ -48,7 +48,7 @@ def test_request_context_defaults():
     ],
 )
 def test_check_chat_body_rejects(body, needle):
-    from llmops_ray.serve.gateway import check_chat_body
+    from llmops_ray.serve.validate import check_chat_body
 
     with pytest.raises(GatewayError) as err:
         check_chat_body(body)
@@ -56,7 +56,7 @@ def test_check_chat_body_rejects(body, needle):
 
 
 def test_check_limits_and_types():
-    from llmops_ray.serve.gateway import _positive_int, check_common, check_completion_body
+    from llmops_ray.serve.validate import _positive_int, check_common, check_completion_body
 
     _positive_int({"max_tokens": 10}, "max_tokens", 1024)
     for value in (0, -1, "5", True, 1.5):
@@ -75,7 +75,7 @@ def test_check_limits_and_types():
 
 
 def test_read_json_body_errors():
-    from llmops_ray.serve.gateway import read_json_body
+    from llmops_ray.serve.validate import read_json_body
 
     class Req:
         def __init__(self, raw):
