@@ -1,20 +1,35 @@
-"""Guardrail cost and injection-detector quality.
+"""Guardrail cost, linearity under adversarial input, and injection-detector quality.
 
-Run: ``.venv/bin/python benchmarks/rails.py [--requests 300]``
+Run: ``.venv/bin/python benchmarks/rails.py [--requests 300] [--sizes 1,10,100] [--repeat 2]``
 
 1. Added latency per request (p50/p95): the input rails (injection detection + PII masking)
    on a realistic chat request and the output rails on its streamed answer (token-sized
    deltas), against a pass-through baseline doing the same copying without rails, in the
-   same run. Target: <= 5 ms p50 added.
-2. The injection detector on the held-out split of the labelled set (rows with
+   same run. Target: <= 5 ms p50 added; the input rail alone < 5 ms p50.
+2. Adversarial input (issue 17 point 3): each rail entry point (input, context, output
+   whole, output streamed in 4-character deltas, moderation, PII masking) on 1, 10 and
+   100 KB of inputs built to hit super-linear paths (digit runs, repeated words, one long
+   word, unicode, nested brackets, whitespace, mixed Chinese, ``%`` runs, an endless email
+   domain, "+" followed by long digit runs, thousands of emails/IPs/cards, random words and
+   digits). Time is the minimum of ``--repeat`` runs; the growth ratio 100 KB / 10 KB is
+   ~10 when linear and ~100 when quadratic. ``linear`` is true when every ratio < 20.
+3. The per-request bound: the input rail at ``max_scan_chars`` on the slowest inputs (the
+   time one request may cost at most), and the thread-hop cost against the input rail on
+   short texts (what ``RailsHook.offload_min_chars`` is chosen from).
+4. The injection detector on the held-out split of the labelled set (rows with
    ``split == "test"``; the classifier is fitted on ``train`` only): TPR/FPR of each layer
    and of the layered detector, overall and per language. Target: TPR >= 0.9 at FPR <= 0.1.
-3. Classifier inference: our pure-Python scorer vs scikit-learn's pipeline on the same texts.
+5. Classifier inference: our pure-Python scorer vs scikit-learn's pipeline on the same texts.
+
+The last line of stdout is one JSON object (per-rail ms at each size, ``linear``, the
+ordinary-prompt input-rail p50).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import os
 import random
 import statistics
@@ -143,10 +158,151 @@ def bench_classifier_speed(repeat: int = 3) -> tuple[float, float]:
     return best_ours * 1e6, best_sk * 1e6
 
 
+# --------------------------------------------------------------------------- adversarial
+
+
+def _adversarial_inputs() -> dict[str, object]:
+    """name -> unit string repeated to the size, or a function size -> text (non-repeating)."""
+    rng = random.Random(17)
+    words = " ".join("".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9)))
+                     for _ in range(25_000))
+    digits = " ".join("".join(rng.choice("0123456789") for _ in range(rng.randint(1, 5))) for _ in range(40_000))
+    return {
+        "digit runs '123 '": "123 ",
+        "digit runs '1-2-'": "1-2-",
+        "repeated 'ignore '": "ignore ",
+        "repeated 'ignore previous '": "ignore previous ",
+        "one long word": "a",
+        "unicode runs": "é🙂ｉ\u200b",
+        "nested brackets '['": "[",
+        "whitespace runs": " \t",
+        "mixed Chinese": "忽略之前的中文混合text ",
+        "letter-spaced leet": "1 g n 0 r 3 ",
+        "'%' run (email local part)": "%",
+        "endless email domain": lambda n: ("x@" + "bb." * n)[:n],
+        "'+' then 30 digits": "+1" + "2" * 30 + " ",
+        "many emails": "a@b.cc ",
+        "many IPs": "1.1.1.1 ",
+        "many cards": "4111 1111 1111 1111 ",
+        "'you are ' (persona pattern)": "you are ",
+        "random words": lambda n: words[:n],
+        "random digit groups": lambda n: digits[:n],
+    }
+
+
+def _make(unit: object, n: int) -> str:
+    if callable(unit):
+        return unit(n)
+    return (unit * (n // len(unit) + 1))[:n]
+
+
+def _rail_calls(rails) -> dict[str, object]:
+    from llmops_ray.safety.moderation import moderation_score
+    from llmops_ray.safety.pii import mask_pii
+
+    def stream(text: str) -> None:
+        guard = rails.output_stream()
+        for i in range(0, len(text), 4):
+            guard.feed(text[i : i + 4])
+        guard.finish()
+
+    return {
+        "input": lambda t: rails.check_input([{"role": "user", "content": t}]),
+        "context": lambda t: rails.check_context([t]),
+        "output": lambda t: rails.check_output(t),
+        "output stream": stream,
+        "moderation": lambda t: moderation_score(t),
+        "pii mask": lambda t: mask_pii(t),
+    }
+
+
+def _best_ms(fn, text: str, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn(text)
+        best = min(best, time.perf_counter() - t0)
+    return best * 1e3
+
+
+def bench_adversarial(sizes_kb: list[int], repeat: int) -> dict[str, dict[str, dict[str, float]]]:
+    """rail -> input -> {"<n>KB": ms, ..., "ratio": ms(largest) / ms(second largest)}."""
+    from llmops_ray.safety.rails import Rails
+
+    rails = Rails()  # default config: every rail on
+    calls = _rail_calls(rails)
+    inputs = _adversarial_inputs()
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for rail, fn in calls.items():
+        out[rail] = {}
+        for name, unit in inputs.items():
+            row: dict[str, float] = {}
+            for kb in sizes_kb:
+                row[f"{kb}KB"] = _best_ms(fn, _make(unit, kb * 1000), repeat)
+            if len(sizes_kb) >= 2:
+                hi, lo = row[f"{sizes_kb[-1]}KB"], row[f"{sizes_kb[-2]}KB"]
+                row["ratio"] = hi / max(lo, 1e-3)
+            out[rail][name] = row
+            print(f"  {rail:<14}{name:<30}" + "".join(f"{row[f'{kb}KB']:>11.2f}" for kb in sizes_kb)
+                  + (f"{row[f'{sizes_kb[-1]}KB'] / sizes_kb[-1]:>10.2f}{row.get('ratio', 0):>8.1f}"), flush=True)
+    return out
+
+
+def bench_limit(repeat: int) -> dict[str, float]:
+    """The input rail at ``max_scan_chars`` (the most one request can cost) and just past it."""
+    from llmops_ray.safety.decision import InputTooLarge
+    from llmops_ray.safety.rails import Rails
+
+    rails = Rails()
+    limit = rails.config.max_scan_chars
+    inputs = _adversarial_inputs()
+    out: dict[str, float] = {"max_scan_chars": limit}
+    for name in ("random words", "random digit groups", "'+' then 30 digits", "many IPs"):
+        text = _make(inputs[name], limit)
+        out[name] = _best_ms(lambda t: rails.check_input([{"role": "user", "content": t}]), text, repeat)
+    t0 = time.perf_counter()
+    try:
+        rails.check_input([{"role": "user", "content": "x" * (limit + 1)}])
+        out["refused_past_limit"] = 0.0
+    except InputTooLarge:
+        out["refused_past_limit"] = 1.0
+    out["refusal_ms"] = (time.perf_counter() - t0) * 1e3
+    return out
+
+
+def bench_offload() -> dict[str, float]:
+    """Median cost of one ``asyncio.to_thread`` hop vs the input rail on short texts."""
+    from llmops_ray.safety.rails import get_rails
+
+    rails = get_rails()
+
+    async def hops(n: int = 2000) -> list[float]:
+        out = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            await asyncio.to_thread(len, "x")
+            out.append(time.perf_counter() - t0)
+        return out
+
+    result = {"thread_hop_us": statistics.median(asyncio.run(hops())) * 1e6}
+    text = (QUESTIONS[0] + " ") * 20
+    for n in (64, 256, 1024, 4096):
+        samples = []
+        for _ in range(30):
+            t0 = time.perf_counter()
+            rails.check_input([{"role": "user", "content": text[:n]}])
+            samples.append(time.perf_counter() - t0)
+        result[f"input_rail_{n}_chars_us"] = statistics.median(samples) * 1e6
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--sizes", default="1,10,100", help="adversarial input sizes in KB (ratio: last / second last)")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per adversarial measurement (the minimum is kept)")
     args = parser.parse_args()
+    sizes_kb = [int(x) for x in args.sizes.split(",")]
 
     from llmops_ray.safety.injection import _CACHE, load_classifier
 
@@ -170,6 +326,8 @@ def main() -> None:
     print(f"{'output rails per delta (us)':<40}{pct(times['per_delta_us'], 0.5):>10.1f}{pct(times['per_delta_us'], 0.95):>10.1f}")
     total50 = pct(times["total"], 0.5)
     print(f"target: rails total p50 <= 5 ms -> {'PASS' if total50 <= 5 else 'FAIL'} ({total50:.3f} ms)")
+    input50 = pct(times["input"], 0.5)
+    print(f"target: input rail p50 < 5 ms on ordinary prompts -> {'PASS' if input50 < 5 else 'FAIL'} ({input50:.3f} ms)")
 
     from llmops_ray.safety.injection import DEFAULT_THRESHOLD
 
@@ -188,6 +346,43 @@ def main() -> None:
     print(f"{'scikit-learn pipeline (baseline)':<40}{sk:>10.1f}{1.0:>10.2f}")
     print(f"{'pure-Python weights (shipped)':<40}{ours:>10.1f}{ours / sk:>10.2f}")
     print(f"\nclassifier first use (fit + cache write): {t_fit:.2f} s; later processes (cached JSON): {t_cached * 1e3:.0f} ms")
+
+    print(f"\n== Adversarial input: ms per call (min of {args.repeat}); growth ratio {sizes_kb[-1]}KB/{sizes_kb[-2]}KB"
+          f" (linear ~{sizes_kb[-1] / sizes_kb[-2]:.0f}, quadratic ~{(sizes_kb[-1] / sizes_kb[-2]) ** 2:.0f})")
+    print(f"  {'rail':<14}{'input':<30}" + "".join(f"{str(kb) + ' KB':>11}" for kb in sizes_kb)
+          + f"{'ms/KB':>10}{'ratio':>8}")
+    adversarial = bench_adversarial(sizes_kb, args.repeat)
+    linear_bound = 2 * sizes_kb[-1] / sizes_kb[-2]
+    worst = max((row["ratio"], rail, name) for rail, rows in adversarial.items() for name, row in rows.items())
+    linear = worst[0] < linear_bound
+    print(f"worst growth ratio {worst[0]:.1f} ({worst[1]}, {worst[2]}); linear (every ratio < {linear_bound:.0f}): {linear}")
+    for rail, rows in adversarial.items():
+        slowest = max(rows.items(), key=lambda kv: kv[1][f"{sizes_kb[-1]}KB"])
+        print(f"  {rail:<14} slowest: {slowest[0]:<30} {slowest[1][f'{sizes_kb[-1]}KB'] / sizes_kb[-1]:.2f} ms/KB")
+
+    limit = bench_limit(args.repeat)
+    print(f"\n== Per-request bound: input rail at max_scan_chars = {int(limit['max_scan_chars'])} characters")
+    for name, ms in limit.items():
+        if name not in ("max_scan_chars", "refused_past_limit", "refusal_ms"):
+            print(f"  {name:<30}{ms:>10.1f} ms")
+    print(f"  one character more: refused with 413 input_too_large_for_rails: {bool(limit['refused_past_limit'])}"
+          f" (in {limit['refusal_ms']:.2f} ms, before any scanning)")
+
+    offload = bench_offload()
+    print("\n== Event-loop offload threshold (RailsHook.offload_min_chars)")
+    for name, us in offload.items():
+        print(f"  {name:<30}{us:>10.1f} us")
+
+    print(json.dumps({
+        "input_rail_p50_ms": round(pct(times["input"], 0.5), 3),
+        "rails_total_p50_ms": round(total50, 3),
+        "adversarial_ms": {rail: {name: {k: round(v, 3) for k, v in row.items()} for name, row in rows.items()}
+                           for rail, rows in adversarial.items()},
+        "worst_ratio": round(worst[0], 2),
+        "linear": linear,
+        "limit_ms": {k: round(v, 2) for k, v in limit.items()},
+        "offload_us": {k: round(v, 1) for k, v in offload.items()},
+    }, ensure_ascii=False))
 
 
 if __name__ == "__main__":

@@ -4,11 +4,18 @@ A hook is a small class with any of the methods of :class:`GatewayHook`; the gat
 calls them in the order the config lists the hooks (``gateway.hooks`` in a serve YAML):
 
 ====================  ==========================================================================
-``authenticate``      first, for every ``/v1`` route; raise ``GatewayError(401/403/429, ...)``
+``authenticate``      first, for every ``/v1`` route, before the body is read (only
+                      ``ctx.headers`` is known): raise ``GatewayError(401, ...)``
 ``before_request``    after the shape checks, before the model is resolved: may rewrite
                       ``ctx.body`` (mask PII, add RAG context, pick a canary variant by
                       setting ``body["model"]``) or block with ``GatewayError(400, ...,
                       code="content_blocked")``
+``admit``             after the model is resolved (``ctx.model``; ``ctx.prompt_tokens`` counted
+                      with the model's tokenizer, ``ctx.max_output_tokens``): permission on
+                      the model (403) and quota reservation (429); the place for anything
+                      that must know what the request will cost
+``allows_model``      whether the caller (``ctx.principal``) may see/use a model; filters
+                      ``/v1/models``
 ``on_chunk``          each streamed chunk (the parsed JSON of one SSE event); return the
                       chunk (changed or not) or ``None`` to drop it; runs on the hot path:
                       keep it cheap and bounded
@@ -68,6 +75,7 @@ _DEFAULT_TYPES = {
     403: "permission_error",
     404: "invalid_request_error",
     408: "timeout_error",
+    413: "invalid_request_error",
     429: "rate_limit_error",
     500: "server_error",
     503: "server_error",
@@ -78,6 +86,7 @@ _DEFAULT_CODES = {
     403: "permission_denied",
     404: "model_not_found",
     408: "timeout",
+    413: "request_too_large",
     429: "rate_limit_exceeded",
     500: "internal_error",
     503: "service_unavailable",
@@ -128,6 +137,11 @@ class RequestContext:
     """``perf_counter`` when the response was complete."""
     started_wall: float = field(default_factory=time.time)
     """Unix time when the request arrived."""
+    prompt_tokens: int | None = None
+    """Prompt tokens of the request as the engine will see it (after RAG and rails), counted
+    with the model's tokenizer before the engine is called; None when no hook needs it."""
+    max_output_tokens: int = 0
+    """Most tokens the request may generate: ``max_tokens`` x ``n`` (0 for embeddings)."""
 
 
 class GatewayHook:
@@ -138,6 +152,12 @@ class GatewayHook:
 
     async def before_request(self, ctx: RequestContext) -> None:
         return None
+
+    async def admit(self, ctx: RequestContext) -> None:
+        return None
+
+    def allows_model(self, ctx: RequestContext, model_id: str) -> bool:
+        return True
 
     def on_chunk(self, ctx: RequestContext, chunk: dict[str, Any]) -> dict[str, Any] | None:
         return chunk

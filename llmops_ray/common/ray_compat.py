@@ -18,8 +18,9 @@ symbol that moved or changed, so that a Ray upgrade fails there first and loudly
   ``ray.init`` does not start).
 * :func:`placement_group_by_id` -- a handle on a placement group another process created
   (``ray._raylet.PlacementGroupID``), to remove a Tune trial's orphaned group.
-* :func:`serve_http_address` -- the running Serve proxy's host and port (Serve's HTTP options
-  are cluster-wide and not readable through ``serve.status``).
+* :func:`serve_http_address`, :func:`serve_http_certfile` -- the running Serve proxy's host
+  and port, and the certificate it serves HTTPS with (Serve's HTTP options are cluster-wide
+  and not readable through ``serve.status``).
 * :func:`forget_ray_address` -- the local "current cluster" address file a stopped head leaves.
 """
 
@@ -100,17 +101,30 @@ def placement_group_by_id(hex_id: str):
     return PlacementGroup(PlacementGroupID(bytes.fromhex(hex_id)))
 
 
-def serve_http_address() -> tuple[str, int] | None:
-    """(host, port) of the Serve proxy already running on the connected cluster, if any."""
+def _serve_http_config():
+    """Ray's ``HTTPOptions`` of the Serve instance running on the connected cluster, or None."""
     from ray.serve.context import _get_global_client
 
     try:
         client = _get_global_client(raise_if_no_controller_running=False)
     except Exception:  # noqa: BLE001 - no Serve controller (or no cluster): nothing runs
         return None
-    if client is None:
+    return None if client is None else client.http_config
+
+
+def serve_http_address() -> tuple[str, int] | None:
+    """(host, port) of the Serve proxy already running on the connected cluster, if any."""
+    config = _serve_http_config()
+    return None if config is None else (config.host, int(config.port))
+
+
+def serve_http_certfile() -> str | None:
+    """Certificate file of the running Serve proxy when it serves HTTPS; None when it serves
+    plain HTTP or no Serve runs."""
+    config = _serve_http_config()
+    if config is None or not (config.ssl_certfile and config.ssl_keyfile):
         return None
-    return client.http_config.host, int(client.http_config.port)
+    return config.ssl_certfile
 
 
 def forget_ray_address(port: int) -> None:

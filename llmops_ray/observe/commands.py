@@ -108,7 +108,7 @@ def logs_query_cmd(
     since: Optional[str] = typer.Option(None, "--since", help="24h, 30m, 7d or an ISO date (UTC)."),
     until: Optional[str] = typer.Option(None, "--until", help="Window end (same forms)."),
     tenant: Optional[str] = typer.Option(None, "--tenant"),
-    stack: Optional[str] = typer.Option(None, "--stack", help="Stack (the model name the client asked for)."),
+    stack: Optional[str] = typer.Option(None, "--stack", help="Stack (a configured stack, or the served model; (unknown) = no model resolved)."),
     model: Optional[str] = typer.Option(None, "--model", help="Model that served the request."),
     variant: Optional[str] = typer.Option(None, "--variant"),
     status: Optional[str] = typer.Option(None, "--status", help="200, 4xx, 5xx, ok (<400) or error (>=400)."),

@@ -13,6 +13,14 @@ cheap enough for the request path.
 
 Prometheus names: Ray prefixes ``ray_``; counters get ``_total``; histograms give
 ``_bucket`` / ``_sum`` / ``_count``. Units are in the names (seconds, tokens).
+
+Bounded labels: every label value is one a deployment configured, never text a client
+chose. The callers pass resolved values (:mod:`.hook`: the stack the stack hook recognised,
+the model the gateway resolved, else :data:`UNKNOWN`); ``status`` is one of
+:data:`STATUS_CODES` or its class (``4xx``); and as a second line of defence each label
+takes at most ``max_label_values`` distinct values per replica, later ones become
+:data:`OTHER` (:class:`LabelGuard`). Each new label value is a new Prometheus series on
+every metric, kept in Ray's exporter and in Prometheus for good.
 """
 
 from __future__ import annotations
@@ -21,9 +29,24 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-#: Tags on every per-request metric. ``stack`` is what the client asked for (a model stack
-#: name, or the model name when no stack is involved); ``model`` the model that served it.
+#: Tags on every per-request metric. ``stack`` is the configured stack that served the
+#: request (or the served model when no stack is involved); ``model`` the model that served
+#: it; both :data:`UNKNOWN` when the request failed before its model was resolved.
 BASE_TAGS: tuple[str, ...] = ("stack", "model", "variant", "tenant")
+
+#: Label value of a stack / model that was never resolved (unknown model, early error).
+UNKNOWN = "(unknown)"
+#: Label value that stands for every value past a label's cap (:class:`LabelGuard`).
+OTHER = "(other)"
+#: Label value of an absent tag (no variant, no tenant): Ray rejects missing tag keys.
+ABSENT = "-"
+#: Statuses the gateway answers with that get their own ``status`` label value; any other
+#: code is recorded as its class (``2xx`` .. ``5xx``), so a bogus code cannot add series.
+STATUS_CODES = frozenset(
+    {200, 400, 401, 403, 404, 405, 408, 409, 413, 415, 422, 429, 499, 500, 501, 502, 503, 504}
+)
+#: Default cap on the distinct values of one label in one replica.
+DEFAULT_MAX_LABEL_VALUES = 256
 
 # Histogram boundaries in seconds. TTFT: 5 ms .. 30 s, with 0.5 / 1 / 2.5 s present because
 # the SLO burn-rate rules in deploy/prometheus/ count requests under exactly those bounds.
@@ -142,19 +165,75 @@ def prometheus_names() -> set[str]:
 def _tag(value: Any) -> str:
     """Tag values must be strings; missing ones become ``"-"`` (Ray rejects absent keys)."""
     if value is None or value == "":
-        return "-"
+        return ABSENT
     return str(value)
+
+
+def status_label(status: Any) -> str:
+    """The ``status`` label of an HTTP status: the code when it is one of
+    :data:`STATUS_CODES`, else its class (``4xx``), else :data:`OTHER`."""
+    try:
+        code = int(status)
+    except (TypeError, ValueError):
+        return OTHER
+    if code in STATUS_CODES:
+        return str(code)
+    if 100 <= code <= 599:
+        return f"{code // 100}xx"
+    return OTHER
+
+
+class LabelGuard:
+    """At most ``max_values`` distinct values per label name; later values map to :data:`OTHER`.
+
+    A value once admitted stays admitted and one refused stays refused (the set only grows
+    to its cap), so a request's labels are the same at its start and at its end. The
+    reserved values (:data:`UNKNOWN`, :data:`OTHER`, :data:`ABSENT`) never use up the cap.
+    Thread-safe; a value already seen costs one set lookup (no lock).
+    """
+
+    RESERVED = frozenset({UNKNOWN, OTHER, ABSENT})
+
+    def __init__(self, max_values: int = DEFAULT_MAX_LABEL_VALUES) -> None:
+        if max_values < 1:
+            raise ValueError("max_values must be >= 1")
+        self.max_values = max_values
+        self._seen: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, label: str, value: Any) -> str:
+        """The value to record for ``label`` (``None`` / ``""`` become :data:`ABSENT`)."""
+        text = _tag(value)
+        seen = self._seen.get(label)
+        if text in self.RESERVED or (seen is not None and text in seen):
+            return text
+        with self._lock:
+            seen = self._seen.setdefault(label, set())
+            if text in seen:
+                return text
+            if len(seen) >= self.max_values:
+                return OTHER
+            seen.add(text)
+            return text
+
+    def values(self, label: str) -> set[str]:
+        """The values admitted for ``label`` so far (a copy)."""
+        with self._lock:
+            return set(self._seen.get(label, ()))
 
 
 class MetricsRecorder:
     """Ray metric objects for one process (a Serve replica); create it once, in ``__init__``.
 
     Every method takes plain values and never raises on the request path for a bad tag:
-    tag values are stringified, ``None`` becomes ``"-"``.
+    tag values are stringified, ``None`` becomes ``"-"``, and each label is capped at
+    ``max_label_values`` distinct values (:class:`LabelGuard`).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_label_values: int = DEFAULT_MAX_LABEL_VALUES) -> None:
         from ray.util import metrics as ray_metrics
+
+        self.labels = LabelGuard(max_label_values)
 
         self._m: dict[str, Any] = {}
         for spec in METRICS.values():
@@ -171,14 +250,15 @@ class MetricsRecorder:
         self._inflight: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    @staticmethod
-    def tags(stack: Any, model: Any, variant: Any, tenant: Any) -> dict[str, str]:
-        """The base tag dict for one request."""
-        return {"stack": _tag(stack), "model": _tag(model), "variant": _tag(variant), "tenant": _tag(tenant)}
+    def tags(self, stack: Any, model: Any, variant: Any, tenant: Any) -> dict[str, str]:
+        """The base tag dict for one request (each value capped by the label guard)."""
+        g = self.labels
+        return {"stack": g("stack", stack), "model": g("model", model), "variant": g("variant", variant),
+                "tenant": g("tenant", tenant)}
 
     # -- per request -------------------------------------------------------------------
     def request_started(self, tags: dict[str, str]) -> None:
-        """One more request in flight (queue-depth gauge, keyed by the requested stack)."""
+        """One more request in flight (queue-depth gauge, keyed by the ``stack`` tag)."""
         key = tags["stack"]
         with self._lock:
             self._inflight[key] = self._inflight.get(key, 0) + 1
@@ -193,15 +273,19 @@ class MetricsRecorder:
         prompt_tokens: int,
         completion_tokens: int,
         cost_usd: float = 0.0,
+        inflight_stack: str | None = None,
     ) -> None:
-        """Record the end of a request: counts, latency, tokens, tokens/s, cost; one fewer in flight."""
-        key = tags["stack"]
+        """Record the end of a request: counts, latency, tokens, tokens/s, cost; one fewer in
+        flight under ``inflight_stack`` (the ``stack`` tag it was started under; default
+        ``tags["stack"]``)."""
+        key = tags["stack"] if inflight_stack is None else inflight_stack
         with self._lock:
-            self._inflight[key] = max(0, self._inflight.get(key, 0) - 1)
-            self._set_depth(key)
-        with_status = {**tags, "status": str(int(status))}
+            if key in self._inflight:
+                self._inflight[key] = max(0, self._inflight[key] - 1)
+                self._set_depth(key)
+        with_status = {**tags, "status": status_label(status)}
         self._m["llmops_requests"].inc(1, tags=with_status)
-        if status >= 400:
+        if int(status) >= 400:
             self._m["llmops_request_errors"].inc(1, tags=with_status)
         if latency_s >= 0:
             self._m["llmops_request_latency_seconds"].observe(latency_s, tags=tags)
@@ -223,7 +307,8 @@ class MetricsRecorder:
 
     def rail_decision(self, tags: dict[str, str], rail: str, decision: str) -> None:
         """A guardrail decided (``decision``: allow, mask, flag, block)."""
-        self._m["llmops_rail_decisions"].inc(1, tags={**tags, "rail": _tag(rail), "decision": _tag(decision)})
+        labels = {"rail": self.labels("rail", rail), "decision": self.labels("decision", decision)}
+        self._m["llmops_rail_decisions"].inc(1, tags={**tags, **labels})
 
     def retrieval(self, tags: dict[str, str], seconds: float) -> None:
         """A knowledge-base retrieval took ``seconds``."""
@@ -235,13 +320,15 @@ class MetricsRecorder:
         """Accrue replica lifetime (for hardware cost dashboards)."""
         if seconds > 0:
             self._m["llmops_replica_seconds"].inc(
-                seconds, tags={"stack": _tag(stack), "variant": _tag(variant), "accelerator": _tag(accelerator)}
+                seconds,
+                tags={"stack": self.labels("stack", stack), "variant": self.labels("variant", variant),
+                      "accelerator": self.labels("accelerator", accelerator)},
             )
 
     def log_dropped(self, table: str, count: int) -> None:
         """Request-log rows dropped by a full queue."""
         if count > 0:
-            self._m["llmops_request_log_dropped"].inc(count, tags={"table": table})
+            self._m["llmops_request_log_dropped"].inc(count, tags={"table": self.labels("table", table)})
 
     def _set_depth(self, stack: str) -> None:
         self._m["llmops_queue_depth"].set(self._inflight[stack], tags={"stack": stack})

@@ -50,7 +50,8 @@ class RequestRecord:
     """One finished request, as the gateway (or a benchmark) saw it."""
 
     stack: str | None
-    """Stack (or model) the client asked for: the metric and cost label."""
+    """Stack (or served model) of the request: the metric, cost and log label. A configured
+    value, never the client's raw ``model`` text (see :func:`llmops_ray.observe.hook.request_labels`)."""
     latency_s: float
     """Seconds from arrival to the last byte."""
     model: str | None = None
@@ -94,7 +95,10 @@ class RequestRecord:
     ts: float | None = None
     """Unix time of arrival (default: now - latency)."""
     started: bool = False
-    """:meth:`Observer.start` already counted it in the queue-depth gauge."""
+    """:meth:`Observer.start` (or the gateway hook) already counted it in the queue-depth gauge."""
+    inflight_stack: str | None = None
+    """``stack`` label the queue-depth gauge was raised under at the start, when it may differ
+    from ``stack`` (the hook starts a request before its model is resolved); None = ``stack``."""
 
 
 class Observer:
@@ -111,6 +115,7 @@ class Observer:
         batch_size: int = 256,
         flush_interval_s: float = 0.5,
         usage_interval_s: float = 60.0,
+        max_label_values: int = 256,
     ) -> None:
         self.prices = prices if isinstance(prices, PriceTable) else load_prices(prices)
         self.replica = replica or f"{socket.gethostname()}:{os.getpid()}"
@@ -118,7 +123,7 @@ class Observer:
         if metrics:
             from llmops_ray.observe.metrics import MetricsRecorder
 
-            self.metrics = MetricsRecorder()
+            self.metrics = MetricsRecorder(max_label_values)
         self.logger = None
         if log_requests:
             on_drop = self.metrics.log_dropped if self.metrics else None
@@ -185,7 +190,11 @@ class Observer:
                 m.retrieval(tags, rec.retrieval_s)
             if tbt_s is not None:
                 m.token_gap(tags, tbt_s)
-            m.request_finished(tags, rec.status, latency_s, ttft_s, prompt_tokens, completion_tokens, cost)
+            inflight = None
+            if rec.started and rec.inflight_stack is not None:
+                inflight = m.labels("stack", rec.inflight_stack)
+            m.request_finished(tags, rec.status, latency_s, ttft_s, prompt_tokens, completion_tokens, cost,
+                               inflight_stack=inflight)
         row = {
             "request_id": rec.request_id or uuid.uuid4().hex,
             "response_id": rec.response_id or "",

@@ -10,6 +10,17 @@ batches (up to ``batch_size`` rows, or whatever arrived within ``flush_interval_
 Several replicas (processes, nodes) may append to the same tables: LanceDB appends are
 optimistic commits that retry on conflict, so appends from many writers all land.
 
+Feedback finds its response through a BTREE scalar index on ``requests.response_id``
+(:data:`INDEXED`), not a scan of the log. The index lives in the table itself, so it stays
+correct with any number of writer processes: each writer creates it when it opens a table
+that lacks it, and rows appended since the last index update are searched by a scan of
+just those fragments until a writer folds them in (``optimize_indices``, every
+``index_every_rows`` rows it wrote or ``index_interval_s`` seconds). A failed index step
+is logged and retried later; lookups stay correct without it, only slower. Measured on 2
+shared cores, one lookup: 10,000 rows in 40 / 1,000 fragments, scan 56 / 370 ms, index 7 /
+18 ms; 100,000 rows, scan 108 ms, index 6 ms. 1,000 rows not yet folded in add about 25 ms
+until the next update, which takes 0.06-0.15 s.
+
 Tables (one row each):
 
 * ``requests``: ``request_id``, ``response_id``, ``ts`` (arrival, epoch seconds), ``ts_iso``,
@@ -97,6 +108,10 @@ _FIELDS: dict[str, list[tuple[str, str]]] = {
         ("replica_seconds", "float64"),
     ],
 }
+# Columns with a BTREE scalar index (kept by every writer): the feedback lookup's key.
+INDEXED: dict[str, tuple[str, ...]] = {REQUESTS: ("response_id",)}
+# Columns a feedback lookup reads (not the whole row: request/response text is the bulk).
+_LOOKUP_COLUMNS = ["request_id", "response_id", "ts", "tenant", "stack", "variant"]
 # Fields stored as JSON text (structured values are serialised by the writer).
 _JSON_FIELDS = {"request", "citations", "rails", "pii"}
 # Free-text fields whose every string is PII-masked before anything is written.
@@ -125,6 +140,39 @@ def _open_table(db_dir: Path | str | None, table: str, create: bool):
         if not create:
             return None
     return db.create_table(table, schema=_schema(table), exist_ok=True)
+
+
+def _index_name(column: str) -> str:
+    return f"{column}_idx"
+
+
+def ensure_indexes(tbl: Any, table: str) -> list[str]:
+    """Create the scalar indexes :data:`INDEXED` lists for ``table`` that ``tbl`` lacks;
+    returns the columns indexed now. Safe when another writer does the same at once (both
+    commit; the later one replaces the earlier one's identical index)."""
+    from lancedb.index import BTree
+
+    wanted = INDEXED.get(table, ())
+    if not wanted:
+        return []
+    have = {col for idx in tbl.list_indices() for col in idx.columns}
+    created = []
+    for column in wanted:
+        if column not in have:
+            tbl.create_index(column, config=BTree(), replace=True, name=_index_name(column))
+            created.append(column)
+    return created
+
+
+def refresh_indexes(tbl: Any, table: str) -> None:
+    """Fold rows appended since the last update into ``table``'s scalar indexes (creating
+    any that are missing). Blocking; the writer thread calls it."""
+    if not INDEXED.get(table):
+        return
+    if not ensure_indexes(tbl, table):
+        names = [_index_name(c) for c in INDEXED[table]]
+        tbl.to_lance().optimize.optimize_indices(index_names=names)
+        tbl.checkout_latest()
 
 
 def _mask_value(value: Any, counts: dict[str, int], mask) -> Any:
@@ -191,6 +239,8 @@ class RequestLogger:
         flush_interval_s: float = 0.5,
         mask: Callable[[str], tuple[str, dict[str, int]]] | None = None,
         on_drop: Callable[[str, int], None] | None = None,
+        index_every_rows: int = 1000,
+        index_interval_s: float = 60.0,
     ) -> None:
         # Import the writer's heavy modules now (replica start-up), not on the writer thread
         # while requests are being served: a multi-second import holds the GIL.
@@ -205,8 +255,14 @@ class RequestLogger:
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self._periodic: list[list[Any]] = []  # [interval_s, fn, next_due]
         self._tables: dict[str, Any] = {}
+        # Index upkeep: rows this writer appended since it last updated the table's indexes,
+        # and when it did (monotonic seconds).
+        self.index_every_rows = index_every_rows
+        self.index_interval_s = index_interval_s
+        self._unindexed: dict[str, int] = {}
+        self._indexed_at: dict[str, float] = {}
         self._closed = False
-        self.stats = {"enqueued": 0, "written": 0, "dropped": 0, "write_errors": 0}
+        self.stats = {"enqueued": 0, "written": 0, "dropped": 0, "write_errors": 0, "index_errors": 0}
         self._thread = threading.Thread(target=self._run, name="llmops-request-log", daemon=True)
         self._thread.start()
         atexit.register(self.close)
@@ -321,9 +377,10 @@ class RequestLogger:
             for attempt in range(3):
                 try:
                     if table not in self._tables:
-                        self._tables[table] = _open_table(self.db_dir, table, create=True)
+                        self._tables[table] = self._open_indexed(table)
                     self._tables[table].add(prepared)
                     self.stats["written"] += len(prepared)
+                    self._unindexed[table] = self._unindexed.get(table, 0) + len(prepared)
                     break
                 except Exception:
                     self._tables.pop(table, None)
@@ -332,6 +389,39 @@ class RequestLogger:
                         self.stats["write_errors"] += len(prepared)
                     else:
                         time.sleep(0.05 * (attempt + 1))
+            self._maybe_refresh_index(table)
+
+    def _open_indexed(self, table: str):
+        """Open (or create) ``table`` and make sure its scalar indexes exist."""
+        tbl = _open_table(self.db_dir, table, create=True)
+        if INDEXED.get(table):
+            try:
+                # No time of the last update is set: the first batch this writer appends is
+                # folded in at once (an index made on a new, empty table covers no rows).
+                ensure_indexes(tbl, table)
+            except Exception:
+                # Lookups stay correct without the index (a scan); the next refresh retries.
+                log.warning("creating the indexes of %s failed", table, exc_info=True)
+                self.stats["index_errors"] += 1
+        return tbl
+
+    def _maybe_refresh_index(self, table: str) -> None:
+        """Fold this writer's new rows into the indexes when enough rows or time have passed."""
+        pending = self._unindexed.get(table, 0)
+        tbl = self._tables.get(table)
+        if not pending or tbl is None or not INDEXED.get(table):
+            return
+        age = time.monotonic() - self._indexed_at.get(table, 0.0)
+        if pending < self.index_every_rows and age < self.index_interval_s:
+            return
+        try:
+            refresh_indexes(tbl, table)
+            self._unindexed[table] = 0
+        except Exception:
+            # Another writer's commit can conflict; the rows stay findable (scanned).
+            log.warning("updating the indexes of %s failed", table, exc_info=True)
+            self.stats["index_errors"] += 1
+        self._indexed_at[table] = time.monotonic()
 
 
 # --------------------------------------------------------------------------- queries
@@ -474,14 +564,36 @@ class FeedbackRequest(StrictModel):
 class FeedbackError(Exception):
     """A feedback request the gateway answers with ``status`` and :meth:`body`."""
 
-    def __init__(self, status: int, message: str, code: str) -> None:
+    def __init__(self, status: int, message: str, code: str, param: str | None = None) -> None:
         super().__init__(message)
-        self.status, self.message, self.code = status, message, code
+        self.status, self.message, self.code, self.param = status, message, code, param
 
     def body(self) -> dict[str, Any]:
         """OpenAI error body."""
         kind = "invalid_request_error" if self.status < 500 else "server_error"
-        return {"error": {"message": self.message, "type": kind, "code": self.code}}
+        return {"error": {"message": self.message, "type": kind, "code": self.code, "param": self.param}}
+
+
+def response_query(tbl: Any, response_id: str, tenant: str | None = None):
+    """The LanceDB query of the logged request whose response had ``response_id`` (of
+    ``tenant`` when given): an equality on the indexed column, reading only the columns
+    feedback needs."""
+    where = f"response_id = {_sql_str(response_id)}"
+    if tenant is not None:
+        where += f" AND tenant = {_sql_str(tenant)}"
+    return tbl.search().where(where).select(_LOOKUP_COLUMNS).limit(None)
+
+
+def find_response(
+    response_id: str, tenant: str | None = None, db_dir: Path | str | None = None
+) -> dict[str, Any] | None:
+    """The logged request (``_LOOKUP_COLUMNS``) of a response id, of ``tenant`` when given;
+    the latest if several rows share the id; None when there is none."""
+    tbl = _open_table(db_dir, REQUESTS, create=False)
+    if tbl is None:
+        return None
+    rows = response_query(tbl, response_id, tenant).to_list()
+    return max(rows, key=lambda r: r.get("ts") or 0.0) if rows else None
 
 
 def submit_feedback(
@@ -509,15 +621,11 @@ def submit_feedback(
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "body"
-        raise FeedbackError(400, f"invalid feedback field {where!r}: {err['msg']}", "invalid_value") from None
-    matches = [
-        r for r in query_requests(request_id=request.response_id, db_dir=db_dir) if r["response_id"] == request.response_id
-    ]
-    if tenant is not None:
-        matches = [r for r in matches if r["tenant"] == tenant]
-    if not matches:
-        raise FeedbackError(404, f"unknown response_id {request.response_id!r}", "response_not_found")
-    logged = matches[-1]
+        raise FeedbackError(400, f"invalid feedback field {where!r}: {err['msg']}", "invalid_value", None if where == "body" else where) from None
+    logged = find_response(request.response_id, tenant, db_dir)
+    if logged is None:
+        # Also for another tenant's response: 404, not 403, so its existence stays unknown.
+        raise FeedbackError(404, f"unknown response_id {request.response_id!r}", "response_not_found", "response_id")
     row = {
         "feedback_id": f"fb-{uuid.uuid4().hex[:24]}",
         "ts": time.time(),

@@ -3,8 +3,10 @@ against the stack's policy targets.
 
 Definitions (request-based, over the request-log rows of the window):
 
-* ``error_rate`` = requests with status >= 500 / all requests (server failures; 4xx are the
-  client's: bad input, auth, quota, blocked content; reported as ``client_error_rate``);
+* ``error_rate`` = requests with status >= 500 / all requests (server failures, decided by
+  :func:`is_server_fault`, the one definition the canary rollback uses too; 4xx are the
+  client's: bad input, auth, quota, too large, blocked content, 499 = the client went away;
+  reported as ``client_error_rate``);
 * ``availability`` = 1 - ``error_rate``;
 * TTFT and latency percentiles over successful requests (status < 400) only, by linear
   interpolation between closest ranks (numpy's default): for sorted values ``v[0..n-1]``,
@@ -45,6 +47,27 @@ class SloTargets(StrictModel):
     """Window the targets are measured over, seconds (used when no explicit window is given)."""
 
 
+def is_server_fault(status: Any) -> bool:
+    """Whether a response status is the server's failure (5xx, or any status above).
+
+    The one test of "counts against availability / an automatic rollback": every 4xx is the
+    client's (malformed body, bad key, quota, 413, 429) and so is 499, a client that went
+    away before the answer was complete. A missing or unreadable status is no fault.
+    """
+    try:
+        return int(status) >= 500
+    except (TypeError, ValueError):
+        return False
+
+
+def is_client_error(status: Any) -> bool:
+    """Whether a response status is the client's doing (400..499, 499 = client disconnected)."""
+    try:
+        return 400 <= int(status) < 500
+    except (TypeError, ValueError):
+        return False
+
+
 def coerce_targets(targets: Any) -> SloTargets:
     """:class:`SloTargets` from a dict, a pydantic model (e.g. the registry's) or None."""
     if targets is None:
@@ -77,10 +100,10 @@ def slo_figures(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
     latency: list[float] = []
     for r in rows:
         total += 1
-        status = int(r.get("status") or 0)
-        if status >= 500:
+        status = r.get("status")
+        if is_server_fault(status):
             errors += 1
-        elif status >= 400:
+        elif is_client_error(status):
             client_errors += 1
         else:
             if r.get("latency_s") is not None and not _nan(r["latency_s"]):

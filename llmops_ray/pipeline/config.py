@@ -11,7 +11,6 @@ from llmops_ray.config import StrictModel, build_config, load_config
 
 STAGES = ("ingest", "bootstrap", "finetune", "register", "evaluate", "promote", "demo_key", "deploy")
 STACK_HOOK = "llmops_ray.serve.stacks:StackHook"
-KEY_HOOK = "llmops_ray.serve.keys:ApiKeyHook"
 
 
 class IngestStage(StrictModel):

@@ -324,7 +324,7 @@ def stage_deploy(runner: Runner, reg: dict[str, Any], prom: dict[str, Any]) -> d
         upgrade = _app_running(serve_cfg.name)
         info = deploy_detached(serve_cfg, wait=False)
         waited = wait_ready(info["endpoint"], model, config.deploy.timeout_s, api_key=demo_api_key(config),
-                            route="chat/completions")
+                            route="chat/completions", certfile=serve_cfg.http.ssl_certfile)
         return {"app": serve_cfg.name, "endpoint": endpoint(serve_cfg), "model": model,
                 "dashboard": info["dashboard"], "upgraded": upgrade, "ready_after_s": round(waited, 1),
                 "serving_version": prom.get("ref") if prom.get("promoted") else prom.get("production_version")}

@@ -70,11 +70,27 @@ class OutputRailsConfig(StrictModel):
     """Text sent in place of the rest of an answer stopped by moderation."""
 
 
+#: Default of :attr:`RailsConfig.max_scan_chars` (256 Ki characters). Every rail is linear in
+#: its input; the slowest measured (thousands of IP addresses or random digit groups through
+#: the input or whole-answer rail) costs about 3-4 ms per KB on one core, so this caps one
+#: request's input-rail work at ~0.5-0.8 s (benchmarks/rails.py measures it at the limit),
+#: while it is 8x the longest prompt a 8192-token model (the largest shipped) accepts at 4
+#: characters per token: no normal request reaches it.
+DEFAULT_MAX_SCAN_CHARS = 262_144
+
+
 class RailsConfig(StrictModel):
     """Guardrails of one model stack."""
 
     enabled: bool = True
     """Master switch: False skips every rail (decisions list stays empty)."""
+    max_scan_chars: int = Field(DEFAULT_MAX_SCAN_CHARS, ge=1024, le=16_777_216)
+    """Most characters (of text, per request) a rail scans; this bounds the time the rails spend on one request.
+
+    Beyond it nothing is let through unscanned: the request's messages (all text parts of
+    every message, or the prompts) -> HTTP 413 ``input_too_large_for_rails``; retrieved
+    chunks past the limit -> dropped (``context.size``); an answer (per choice) past the
+    limit -> stopped with ``finish_reason: content_filter`` (``output.size``)."""
     input: InputRailsConfig = Field(default_factory=InputRailsConfig)
     """Request rails."""
     context: ContextRailsConfig = Field(default_factory=ContextRailsConfig)

@@ -16,6 +16,10 @@ ACTIONS: tuple[str, ...] = ("allow", "block", "mask", "flag")
 #: HTTP status and OpenAI error code of a request stopped by a rail.
 BLOCKED_STATUS = 400
 BLOCKED_CODE = "content_blocked"
+#: HTTP status and OpenAI error code of a request with more text than the rails scan
+#: (``RailsConfig.max_scan_chars``): refused, never let through unscanned.
+TOO_LARGE_STATUS = 413
+TOO_LARGE_CODE = "input_too_large_for_rails"
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,31 @@ class ContentBlocked(Exception):
 
     def to_body(self) -> dict[str, Any]:
         return blocked_error_body(self.decision)
+
+
+class InputTooLarge(Exception):
+    """The request holds more text than the rails may scan: HTTP 413 ``input_too_large_for_rails``."""
+
+    status_code = TOO_LARGE_STATUS
+
+    def __init__(self, chars: int, limit: int, param: str = "messages"):
+        self.chars = chars
+        self.limit = limit
+        self.param = param
+        """The request field that holds the text (``messages`` or ``prompt``)."""
+        super().__init__(f"the request holds {chars} characters of text, more than the {limit} the guardrails "
+                         f"scan per request; send less text")
+
+    @property
+    def decision(self) -> RailDecision:
+        """The decision to log and count (sizes only, no user text)."""
+        return RailDecision("input.size", "block", f"{self.chars} characters > limit {self.limit}", 1.0,
+                            {"chars": self.chars, "limit": self.limit})
+
+    def to_body(self) -> dict[str, Any]:
+        """OpenAI error body for HTTP 413."""
+        return {"error": {"message": str(self), "type": "invalid_request_error", "param": self.param,
+                          "code": TOO_LARGE_CODE}}
 
 
 def blocked_message(decision: RailDecision) -> str:

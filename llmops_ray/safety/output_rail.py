@@ -13,14 +13,21 @@ property tests over random chunkings:
   occurs in the last ``hold_chars`` characters, everything from the token where it starts
   (spaced values such as ``+1 415 555 0100`` or IBANs are at most ~42 characters). Plain
   prose is released word by word, Chinese character by character; the answer is never
-  awaited as a whole. Past ``max_buffer_chars`` of held text the guard cuts anyway;
+  awaited as a whole. Past ``max_buffer_chars`` of held text the guard cuts anyway, and a
+  recognisable value longer than that (only an email's domain part has no length limit in
+  the pattern) is released, masked, up to where it ends so far: held text never grows
+  without bound, which made every later ``feed`` rescan it (quadratic: 53 s for a
+  30 KB answer ``x@bb.bb.bb...``);
 - moderation sees every character before it is released, together with the last
   ``context_chars`` released characters, so a harmful phrase split across deltas is
   caught before any of it leaves (phrases up to ``hold_chars`` long, or any phrase that
   ends in a still-held region).
 
-Cost per delta: one ``find_pii`` over the held region (usually < 100 characters) and one
-moderation pass over at most ``context_chars + held`` characters, i.e. tens of us.
+Cost per delta: one ``find_pii`` over the held region (usually < 100 characters, at most
+``max_buffer_chars`` + the delta) and one moderation pass over at most ``context_chars +
+held`` characters, i.e. tens of us, so the whole answer costs time linear in its length.
+An answer longer than ``max_chars`` (``RailsConfig.max_scan_chars``) is stopped like a
+moderation block, with the decision ``output.size``.
 """
 
 from __future__ import annotations
@@ -49,15 +56,18 @@ def _run_start(text: str, pos: int) -> int:
 class OutputStreamGuard:
     """Stateful output rails for one streamed answer (not shared between requests)."""
 
-    def __init__(self, config: OutputRailsConfig | None = None):
+    def __init__(self, config: OutputRailsConfig | None = None, max_chars: int | None = None):
         self.config = config or OutputRailsConfig()
+        self.max_chars = max_chars
+        """Most characters of answer this guard scans (None: no limit); past it the stream is stopped."""
+        self._fed = 0
         self._buf = ""
         self._tail = ""  # last released raw characters (moderation context, left context of masking)
         self._pii_counts: dict[str, int] = {}
         self._mod_score = 0.0
         self._mod_category: str | None = None
         self.blocked: RailDecision | None = None
-        """Set when moderation stopped the stream: send ``block_message`` and finish with ``content_filter``."""
+        """Set when moderation (or the size limit) stopped the stream: send ``block_message`` and finish with ``content_filter``."""
         self.emitted_chars = 0
 
     # ------------------------------------------------------------------ public API
@@ -65,6 +75,13 @@ class OutputStreamGuard:
     def feed(self, delta: str) -> str:
         """Add one engine delta; return the text that may be sent now (possibly "")."""
         if self.blocked is not None or not delta:
+            return ""
+        self._fed += len(delta)
+        if self.max_chars is not None and self._fed > self.max_chars:
+            # Never let unscanned text through: the answer stops here.
+            self.blocked = RailDecision("output.size", "block", f"answer longer than the scan limit "
+                                        f"({self.max_chars} characters)", 1.0, {"limit": self.max_chars})
+            self._buf = ""
             return ""
         self._buf += delta
         cut = self._cut_point()
@@ -86,6 +103,8 @@ class OutputStreamGuard:
         """One decision per enabled output rail (call after ``finish()``)."""
         out: list[RailDecision] = []
         cfg = self.config
+        if self.blocked is not None and self.blocked.name == "output.size":
+            out.append(self.blocked)
         if cfg.pii:
             n = sum(self._pii_counts.values())
             if n:
@@ -94,7 +113,7 @@ class OutputStreamGuard:
             else:
                 out.append(RailDecision("output.pii", "allow", "", 0.0))
         if cfg.moderation:
-            if self.blocked is not None:
+            if self.blocked is not None and self.blocked.name == "output.moderation":
                 out.append(self.blocked)
             elif self._mod_score >= cfg.moderation_threshold:
                 out.append(RailDecision("output.moderation", "flag", f"category {self._mod_category}", self._mod_score))
@@ -117,11 +136,13 @@ class OutputStreamGuard:
             hold = n - self.config.hold_chars  # bounded: cut inside a very long token
         if hold <= 0:
             return 0
-        # Never cut through a value that is already recognisable.
+        # Never cut through a value that is already recognisable, unless it is longer than the
+        # buffer bound: then it goes out whole (one placeholder) up to where it ends so far.
         for m in find_pii(buf):
             if m.start < hold < m.end:
-                hold = m.start
-            elif m.start >= hold:
+                hold = m.end if m.end - m.start > self.config.max_buffer_chars else m.start
+                break
+            if m.start >= hold:
                 break
         return hold
 
@@ -161,12 +182,14 @@ class OutputStreamGuard:
         return mask_pii(raw)
 
 
-def check_output(text: str, config: OutputRailsConfig | None = None) -> tuple[str, list[RailDecision]]:
+def check_output(text: str, config: OutputRailsConfig | None = None,
+                 max_chars: int | None = None) -> tuple[str, list[RailDecision]]:
     """Non-streamed answer: the same rails in one call. Returns (text to send, decisions).
 
-    When moderation blocks, the text is the config's ``block_message``.
+    When moderation blocks, or the answer is longer than ``max_chars``, the text is the
+    config's ``block_message``.
     """
-    guard = OutputStreamGuard(config)
+    guard = OutputStreamGuard(config, max_chars)
     out = guard.feed(text) + guard.finish()
     if guard.blocked is not None:
         out = guard.block_message

@@ -4,6 +4,7 @@ Per request, in order (see each method)::
 
     rails = get_rails(stack.rails)                      # cached per config
     inp = rails.check_input(messages)                  # or check_prompt(prompt) for /v1/completions
+                                                       # (raises InputTooLarge -> 413 past max_scan_chars)
     if inp.blocked: return 400, blocked_error_body(inp.blocked)
     messages = inp.messages                            # PII masked: send these to the engine and logs
     ctx = rails.check_context([hit["text"] for hit in hits])   # RAG only
@@ -24,7 +25,7 @@ from typing import Any
 
 from llmops_ray.safety.config import RailsConfig
 from llmops_ray.safety.context import ContextResult, sanitize_chunks
-from llmops_ray.safety.decision import RailDecision
+from llmops_ray.safety.decision import InputTooLarge, RailDecision
 from llmops_ray.safety.injection import InjectionDetector
 from llmops_ray.safety.moderation import moderation_score
 from llmops_ray.safety.output_rail import OutputStreamGuard, check_output
@@ -51,6 +52,23 @@ def _texts(content: Any) -> list[str]:
     if isinstance(content, list):  # OpenAI content parts: [{"type": "text", "text": ...}, ...]
         return [p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
     return []
+
+
+def text_chars(messages: Any) -> int:
+    """Characters of text the input rails would scan in a request's messages (all roles).
+
+    Cheap (no scanning): the gateway hook uses it to decide whether to run the rails off the
+    event loop, and :meth:`Rails.check_input` to enforce ``max_scan_chars`` before any work.
+    """
+    if not isinstance(messages, list):
+        return 0
+    return sum(len(t) for m in messages if isinstance(m, dict) for t in _texts(m.get("content")))
+
+
+def prompt_chars(prompt: Any) -> int:
+    """Characters of text in a ``/v1/completions`` prompt (a string or a list of them)."""
+    prompts = [prompt] if isinstance(prompt, str) else (prompt if isinstance(prompt, list) else [])
+    return sum(len(p) for p in prompts if isinstance(p, str))
 
 
 def _mask_content(content: Any, counts: dict[str, int]) -> Any:
@@ -82,12 +100,19 @@ class Rails:
 
     # ------------------------------------------------------------------ input
 
-    def check_input(self, messages: list[dict[str, Any]]) -> InputResult:
-        """Injection check on non-system messages, then PII masking of every message."""
+    def check_input(self, messages: list[dict[str, Any]], param: str = "messages") -> InputResult:
+        """Injection check on non-system messages, then PII masking of every message.
+
+        Raises :class:`~llmops_ray.safety.decision.InputTooLarge` (HTTP 413) before any
+        scanning when the messages hold more than ``max_scan_chars`` characters of text.
+        """
         cfg = self.config.input
         if not self.config.enabled:
             return InputResult(messages)
         messages = [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
+        chars = text_chars(messages)
+        if chars > self.config.max_scan_chars:
+            raise InputTooLarge(chars, self.config.max_scan_chars, param)
         texts = [t for m in messages if m.get("role") not in _TRUSTED_ROLES for t in _texts(m.get("content"))]
         decisions, blocked = self._screen(texts)
         if blocked is not None:
@@ -106,7 +131,7 @@ class Rails:
     def check_prompt(self, prompt: str | list[str]) -> InputResult:
         """The same rails for ``/v1/completions`` (a prompt string or a list of them)."""
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        result = self.check_input([{"role": "user", "content": p} for p in prompts])
+        result = self.check_input([{"role": "user", "content": p} for p in prompts], param="prompt")
         if result.blocked is None:
             texts = [m["content"] for m in result.messages]
             result.messages = texts[0] if isinstance(prompt, str) else texts
@@ -150,10 +175,24 @@ class Rails:
     # ------------------------------------------------------------------ context
 
     def check_context(self, chunks: list[str]) -> ContextResult:
-        """Retrieved chunk texts -> neutralised chunks (``kept`` maps them back to hits) + decisions."""
+        """Retrieved chunk texts -> neutralised chunks (``kept`` maps them back to hits) + decisions.
+
+        Chunks are scanned in order while their total stays within ``max_scan_chars``; the
+        chunks after that are dropped (decision ``context.size``), never passed unscanned.
+        """
         if not self.config.enabled or self.detector is None:
             return ContextResult(list(chunks), list(range(len(chunks))), [])
-        return sanitize_chunks(chunks, self.detector, self.config.context)
+        budget = self.config.max_scan_chars
+        fit = 0
+        while fit < len(chunks) and len(chunks[fit]) <= budget:
+            budget -= len(chunks[fit])
+            fit += 1
+        result = sanitize_chunks(chunks[:fit], self.detector, self.config.context)
+        for index in range(fit, len(chunks)):
+            result.decisions.append(RailDecision(
+                "context.size", "block", f"chunk {index} dropped: retrieved text exceeds the scan limit "
+                f"({self.config.max_scan_chars} characters)", 1.0, {"chunk": index, "limit": self.config.max_scan_chars}))
+        return result
 
     # ------------------------------------------------------------------ output
 
@@ -161,14 +200,14 @@ class Rails:
         """A fresh guard for one streamed answer (``feed(delta)`` per chunk, ``finish()`` at the end)."""
         cfg = self.config.output
         if not self.config.enabled:
-            cfg = cfg.model_copy(update={"pii": False, "moderation": False})
-        return OutputStreamGuard(cfg)
+            return OutputStreamGuard(cfg.model_copy(update={"pii": False, "moderation": False}))
+        return OutputStreamGuard(cfg, self.config.max_scan_chars)
 
     def check_output(self, text: str) -> tuple[str, list[RailDecision]]:
         """A whole (non-streamed) answer: (text to send, decisions)."""
         if not self.config.enabled:
             return text, []
-        return check_output(text, self.config.output)
+        return check_output(text, self.config.output, self.config.max_scan_chars)
 
     def output_blocked(self, decisions: list[RailDecision]) -> RailDecision | None:
         """The blocking decision among output decisions, if any (finish_reason ``content_filter``)."""

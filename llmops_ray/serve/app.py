@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
+import ssl
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from llmops_ray.config import UserError
-from llmops_ray.serve.config import ServeAppConfig, load_serve_config
+from llmops_ray.serve.config import KEY_HOOK_PATHS, ServeAppConfig, load_serve_config
 
 DASHBOARD_URL = "http://127.0.0.1:8265"
-KEY_HOOK = "llmops_ray.serve.keys:ApiKeyHook"
 
 
 def gateway_settings(config: ServeAppConfig) -> dict[str, Any]:
@@ -36,6 +38,10 @@ def gateway_settings(config: ServeAppConfig) -> dict[str, Any]:
         "embedding_model_id": config.gateway.embedding_model_id,
         "embedding_model_source": config.gateway.embedding_model_source,
         "hooks": [h.model_dump() for h in config.gateway.hooks],
+        "max_body_bytes": config.gateway.max_body_bytes,
+        "auth": config.gateway.auth,
+        # Tokenizers count prompts for quota reservations (the same source vLLM loads).
+        "tokenizer_sources": {m.model_id: m.resolved_source() for m in config.models},
     }
 
 
@@ -109,20 +115,50 @@ def app_builder(args: dict[str, str]):
 
 
 def endpoint(config: ServeAppConfig) -> str:
+    """Base URL of the OpenAI API (``https://`` when the config sets a certificate)."""
     host = "127.0.0.1" if config.http.host in ("0.0.0.0", "::") else config.http.host
     prefix = config.route_prefix.rstrip("/")
-    return f"http://{host}:{config.http.port}{prefix}/v1"
+    return f"{config.http.scheme}://{host}:{config.http.port}{prefix}/v1"
+
+
+_PEM_CERT_RE = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+
+
+def pinned_tls_context(certfile: str) -> ssl.SSLContext:
+    """A client context that trusts exactly the first (leaf) certificate of ``certfile``.
+
+    For our own probe of the proxy we just configured: it connects to ``127.0.0.1`` also when
+    the certificate names a public host, so the host name is not checked; the trust anchor
+    is the leaf itself (partial-chain verification), not its issuer, so no other certificate
+    of the same CA passes.
+    """
+    try:
+        text = Path(certfile).read_text(encoding="ascii", errors="replace")
+    except OSError as exc:
+        raise UserError(f"{certfile}: {exc.strerror}") from None
+    leaf = _PEM_CERT_RE.search(text)
+    if leaf is None:
+        raise UserError(f"{certfile}: no PEM certificate in it")
+    context = ssl.create_default_context(cadata=leaf.group(0))
+    context.check_hostname = False
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    return context
 
 
 def wait_ready(base_url: str, model: str, timeout_s: float = 600.0, api_key: str | None = None,
-               route: str = "completions") -> float:
+               route: str = "completions", certfile: str | None = None) -> float:
     """Poll until ``model`` answers a 1-token request on ``route`` (``completions``, or
     ``chat/completions`` to go through the whole gateway: keys, rails, stacks, RAG).
     ``/v1/models`` answers long before the engine does, so only an answer counts.
 
+    An ``https://`` URL is verified against ``certfile`` (the app's ``http.ssl_certfile``,
+    pinned: :func:`pinned_tls_context`) or, without it, the system's CAs and the host name.
+
     Returns the seconds waited; raises ``TimeoutError``, or ``UserError`` when the app is up
-    and refuses the request (400/401/403: waiting would not help).
+    and refuses the request (400/401/403) or its certificate does not verify: waiting would
+    not help.
     """
+    context = pinned_tls_context(certfile) if certfile and base_url.startswith("https://") else None
     start = time.monotonic()
     if route == "completions":
         body: dict[str, Any] = {"model": model, "prompt": "ready", "max_tokens": 1}
@@ -136,7 +172,7 @@ def wait_ready(base_url: str, model: str, timeout_s: float = 600.0, api_key: str
     while time.monotonic() - start < timeout_s:
         req = urllib.request.Request(f"{base_url}/{route}", data=payload, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=60) as resp:
+            with urllib.request.urlopen(req, timeout=60, context=context) as resp:
                 if resp.status == 200:
                     return time.monotonic() - start
         except urllib.error.HTTPError as exc:
@@ -145,13 +181,15 @@ def wait_ready(base_url: str, model: str, timeout_s: float = 600.0, api_key: str
                 raise UserError(f"{base_url} refused the readiness request for model {model!r}: {last}") from None
         except (urllib.error.URLError, OSError) as exc:
             last = str(exc)
+            if isinstance(getattr(exc, "reason", exc), ssl.SSLCertVerificationError):
+                raise UserError(f"{base_url}: the server's certificate does not verify: {last}") from None
         time.sleep(2.0)
     raise TimeoutError(f"{base_url} did not serve {model!r} within {timeout_s:.0f} s (last: {last})")
 
 
 def key_hook(config: ServeAppConfig):
     """The app's API-key hook spec, or None when the app checks no keys."""
-    return next((h for h in config.gateway.hooks if h.path == KEY_HOOK), None)
+    return next((h for h in config.gateway.hooks if h.path in KEY_HOOK_PATHS), None)
 
 
 @contextlib.contextmanager
@@ -180,8 +218,18 @@ def start_app(config: ServeAppConfig, wait: bool = True, timeout_s: float = 900.
     """
     from ray import serve
 
+    from llmops_ray.common.ray_compat import serve_http_certfile
+
     app = build_app(config)
-    serve.start(http_options={"host": config.http.host, "port": config.http.port})
+    serve.start(http_options=config.http.to_serve())
+    # A running Serve keeps the HTTP options it started with (serve.start only warns), so an
+    # app configured for HTTPS would be served in clear text, or with another certificate.
+    running = serve_http_certfile()
+    if running != config.http.ssl_certfile:
+        now = f"HTTPS with {running}" if running else "plain HTTP"
+        want = f"HTTPS with {config.http.ssl_certfile}" if config.http.tls else "plain HTTP"
+        raise UserError(f"Serve already runs with {now}, this config asks for {want}; the HTTP options apply "
+                        "only when Serve starts: stop it first (`serve shutdown -y`)")
     serve.run(app, name=config.name, route_prefix=config.route_prefix, blocking=False)
     info = {
         "endpoint": endpoint(config),
@@ -189,9 +237,12 @@ def start_app(config: ServeAppConfig, wait: bool = True, timeout_s: float = 900.
         "model": config.models[0].model_id,
         "dashboard": DASHBOARD_URL,
     }
+    if config.http.tls:
+        info["ssl_certfile"] = config.http.ssl_certfile  # what clients of a self-signed certificate verify with
     if wait:
         with readiness_key(config, info["model"]) as key:
-            info["ready_after_s"] = round(wait_ready(info["endpoint"], info["model"], timeout_s, api_key=key), 1)
+            info["ready_after_s"] = round(wait_ready(info["endpoint"], info["model"], timeout_s, api_key=key,
+                                                     certfile=config.http.ssl_certfile), 1)
     return info
 
 
@@ -199,7 +250,8 @@ def deploy_detached(
     config: ServeAppConfig | str = "local_cpu", overrides=(), address: str | None = None, wait: bool = True
 ) -> dict[str, Any]:
     """Deploy to a running Ray cluster (``RAY_ADDRESS`` or the local head) and return
-    ``{"endpoint", "api_key", "model", "dashboard"}``; the app outlives this process."""
+    ``{"endpoint", "api_key", "model", "dashboard"}`` (and ``ssl_certfile`` over HTTPS); the
+    app outlives this process."""
     import ray
 
     from llmops_ray.cluster import apply_process_env, cluster_address, runtime_env
@@ -223,15 +275,21 @@ def usage_examples(info: dict[str, Any]) -> str:
     url, model = info["endpoint"], info["model"]
     key = info.get("api_key") or "none"
     auth = f' -H "Authorization: Bearer {key}"' if info.get("api_key") else ""
+    # A self-signed certificate: clients verify the server against the certificate file itself
+    # (with one from a public CA the system's trust store suffices and the flags can go).
+    cert = info.get("ssl_certfile") if url.startswith("https://") else None
+    cacert = f" --cacert {cert}" if cert else ""
+    http_client = f", http_client=httpx.Client(verify=\"{cert}\")" if cert else ""
     return (
         "# curl (streaming chat):\n"
-        f"curl -N {url}/chat/completions -H 'Content-Type: application/json'{auth} \\\n"
+        f"curl -N{cacert} {url}/chat/completions -H 'Content-Type: application/json'{auth} \\\n"
         f"  -d '{{\"model\": \"{model}\", \"stream\": true, \"max_tokens\": 32, "
         "\"messages\": [{\"role\": \"user\", \"content\": \"What is Ray Serve?\"}]}'\n"
         "# openai client:\n"
         "python - <<'PY'\n"
-        "from openai import OpenAI\n"
-        f"client = OpenAI(base_url=\"{url}\", api_key=\"{key}\")\n"
+        + ("import httpx\n" if cert else "")
+        + "from openai import OpenAI\n"
+        f"client = OpenAI(base_url=\"{url}\", api_key=\"{key}\"{http_client})\n"
         f"r = client.chat.completions.create(model=\"{model}\", max_tokens=32,\n"
         "    messages=[{\"role\": \"user\", \"content\": \"What is Ray Serve?\"}])\n"
         "print(r.choices[0].message.content)\n"

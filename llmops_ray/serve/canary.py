@@ -6,9 +6,13 @@
   therefore always lands on the same variant while the weights stay the same, and over
   many users the split matches the weights.
 * :class:`SloWindow`: per (stack, variant) outcomes of the last ``window_s`` seconds in
-  the gateway replica's memory (status, latency; bounded deque).
+  the gateway replica's memory (status, latency; bounded deque). Only outcomes the server
+  is answerable for are kept: a client error (any 4xx, 499 = the client went away) never
+  enters the window, so clients can neither add failures, nor make up the
+  ``min_requests`` that lets one real 5xx breach, nor push real outcomes out of the deque.
 * :func:`auto_rollback`: when the canary breaches the stack's SLO policy (error rate or
-  p95 latency, :mod:`llmops_ray.observe.slo` definitions) it calls the registry's
+  p95 latency, :mod:`llmops_ray.observe.slo` definitions; a failure is what
+  :func:`~llmops_ray.observe.slo.is_server_fault` says) it calls the registry's
   :func:`~llmops_ray.registry.rollback` on the ``canary`` alias (or removes the alias
   when it has no earlier version) and appends ``registry.auto_rollback`` to the audit log.
   Several gateway replicas may see the same breach: a file lock in the workspace plus a
@@ -23,6 +27,8 @@ import os
 import time
 from collections import deque
 from typing import Any, Iterable
+
+from llmops_ray.observe.slo import is_client_error
 
 PRODUCTION = "production"
 CANARY = "canary"
@@ -67,10 +73,15 @@ class SloWindow:
         self._rows: dict[tuple[str, str], deque] = {}
 
     def add(self, stack: str, variant: str, version: int | None, status: int, latency_s: float,
-            ts: float | None = None) -> None:
+            ts: float | None = None) -> bool:
+        """Record one outcome; False (and nothing kept) for a client error, which is never
+        the variant's fault."""
+        if is_client_error(status):
+            return False
         rows = self._rows.setdefault((stack, variant), deque(maxlen=self.max_rows))
         rows.append({"ts": ts if ts is not None else time.time(), "version": version, "status": int(status),
                      "latency_s": float(latency_s)})
+        return True
 
     def rows(self, stack: str, variant: str, window_s: float, version: int | None = None,
              now: float | None = None) -> list[dict[str, Any]]:
@@ -87,12 +98,15 @@ def canary_breaches(rows: Iterable[dict[str, Any]], slo: Any, min_requests: int)
     """(breached target names, figures) of the canary's rows against the stack's SLO policy.
 
     Only ``error_rate`` and ``p95_latency_ms`` trigger a rollback (TTFT is watched by the
-    SLO report, not acted on); fewer than ``min_requests`` rows breach nothing.
+    SLO report, not acted on). Client errors (4xx, 499) are left out before anything is
+    counted, so fewer than ``min_requests`` outcomes the server answered for breach nothing.
     """
     from llmops_ray.observe.slo import SloTargets, check_targets, slo_figures
 
     rows = list(rows)
-    figures = slo_figures(rows)
+    judged = [r for r in rows if not is_client_error(r.get("status"))]
+    figures = slo_figures(judged)
+    figures["client_errors"] = len(rows) - len(judged)
     if figures["requests"] < min_requests:
         return [], figures
     data = slo.model_dump() if hasattr(slo, "model_dump") else dict(slo or {})

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from llmops_ray.config import StrictModel, load_config, resolve_config_path, workspace
 
@@ -157,6 +158,10 @@ class ModelSpec(StrictModel):
         return int(value) if value is not None else None
 
 
+KEY_HOOK = "llmops_ray.serve.keys:ApiKeyHook"
+KEY_HOOK_PATHS = {KEY_HOOK, "llmops_ray.serve.keys.ApiKeyHook"}
+
+
 class HookSpec(StrictModel):
     """A gateway hook class, imported in the gateway replica (see ``llmops_ray.common.gateway_hooks``)."""
 
@@ -203,15 +208,111 @@ class GatewaySpec(StrictModel):
     """Embedder to load (None = the offline all-MiniLM-L6-v2 shipped as a package)."""
     hooks: list[HookSpec] = Field(default_factory=list)
     """Request-path hooks in order: authentication, guardrails, RAG, canary, metrics, logging."""
+    auth: Literal["keys", "none"] = "keys"
+    """``keys``: every ``/v1`` route needs an API key (``llmops keys create``); the key hook
+    (``llmops_ray.serve.keys:ApiKeyHook``) is added first with its defaults unless listed in
+    ``hooks`` (list it to set its options). ``none``: no key checking, no quotas, no
+    tenant: only for a trusted network; the gateway logs a warning at start."""
+    max_body_bytes: int = Field(1 << 20, ge=1024)
+    """Largest request body accepted, bytes (413 above it, refused before it is read whole)."""
+
+    @model_validator(mode="after")
+    def _check_auth(self) -> "GatewaySpec":
+        listed = [h for h in self.hooks if h.path in KEY_HOOK_PATHS]
+        if self.auth == "none" and listed:
+            raise ValueError("gateway.auth is 'none' but gateway.hooks lists the API-key hook: remove one of them")
+        if self.auth == "keys" and not listed:
+            self.hooks.insert(0, HookSpec(path=KEY_HOOK))
+        elif listed and self.hooks[0] is not listed[0]:
+            raise ValueError("the API-key hook must come first in gateway.hooks (nothing runs before the key check)")
+        return self
+
+
+_ENV_REF_RE = re.compile(r"^\$\{(\w+)\}$")
 
 
 class HttpSpec(StrictModel):
-    """Where Serve's HTTP proxy listens (a cluster-wide Serve setting)."""
+    """Where and how Serve's HTTP proxy listens (a cluster-wide Serve setting: it takes effect
+    when Serve starts and a running Serve keeps its own).
+
+    HTTPS is on when ``ssl_certfile`` and ``ssl_keyfile`` are set. Ray 2.60 also has
+    ``ssl_ca_certs``, but it never asks clients for a certificate (uvicorn's ``ssl_cert_reqs``
+    stays ``CERT_NONE``), so it is not offered here: it would look like mutual TLS and not be.
+    """
 
     host: str = "127.0.0.1"
     """Bind address (``0.0.0.0`` to accept connections from other machines)."""
     port: int = Field(8000, ge=1, le=65535)
-    """HTTP port of the OpenAI API."""
+    """Port of the OpenAI API (HTTP, or HTTPS when the certificate files are set)."""
+    ssl_certfile: str | None = None
+    """PEM certificate (leaf first, then any intermediates) to serve HTTPS with; set together
+    with ``ssl_keyfile``. Expanded like model paths (``${LLMOPS_HOME}``, env vars, ``~``,
+    relative to the workspace); it must exist when the config loads, at the same path on
+    every node that runs a Serve proxy."""
+    ssl_keyfile: str | None = None
+    """PEM private key of ``ssl_certfile`` (expanded and checked the same way)."""
+    ssl_keyfile_password: SecretStr | None = None
+    """Password of an encrypted ``ssl_keyfile``. ``${NAME}`` takes it from the environment
+    variable NAME, which keeps it out of the YAML file and the command line."""
+
+    @field_validator("ssl_certfile", "ssl_keyfile")
+    @classmethod
+    def _existing_file(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        # Absolute: the proxy actor that opens it runs in another working directory.
+        path = os.path.abspath(expand_path(value))
+        if not os.path.isfile(path):
+            raise ValueError(f"no such file: {path}")
+        return path
+
+    @field_validator("ssl_keyfile_password")
+    @classmethod
+    def _password_from_env(cls, value: SecretStr | None) -> SecretStr | None:
+        ref = _ENV_REF_RE.match(value.get_secret_value()) if value is not None else None
+        if ref is None:
+            return value
+        if ref.group(1) not in os.environ:
+            raise ValueError(f"environment variable {ref.group(1)} is not set")
+        return SecretStr(os.environ[ref.group(1)])
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> "HttpSpec":
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("set both ssl_certfile and ssl_keyfile (HTTPS) or neither (HTTP)")
+        if self.ssl_keyfile_password is not None and self.ssl_keyfile is None:
+            raise ValueError("ssl_keyfile_password needs ssl_keyfile")
+        if self.tls:
+            # The proxy would fail to start on a bad pair, as a crash loop with the reason in
+            # its log: load it here once, for a one-line error before anything starts.
+            password = self.ssl_keyfile_password.get_secret_value() if self.ssl_keyfile_password else None
+            try:
+                ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(self.ssl_certfile, self.ssl_keyfile, password)
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                raise ValueError(
+                    f"{self.ssl_certfile} and {self.ssl_keyfile} do not load as a PEM certificate and its key "
+                    f"(wrong file, key of another certificate, or wrong password): {exc}"
+                ) from None
+        return self
+
+    @property
+    def tls(self) -> bool:
+        """True when the proxy serves HTTPS."""
+        return self.ssl_certfile is not None
+
+    @property
+    def scheme(self) -> str:
+        """URL scheme of the endpoint."""
+        return "https" if self.tls else "http"
+
+    def to_serve(self) -> dict[str, Any]:
+        """``http_options`` for ``serve.start``."""
+        options: dict[str, Any] = {"host": self.host, "port": self.port}
+        if self.tls:
+            options.update(ssl_certfile=self.ssl_certfile, ssl_keyfile=self.ssl_keyfile)
+            if self.ssl_keyfile_password is not None:
+                options["ssl_keyfile_password"] = self.ssl_keyfile_password.get_secret_value()
+        return options
 
 
 class ServeAppConfig(StrictModel):

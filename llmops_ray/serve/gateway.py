@@ -43,14 +43,17 @@ from llmops_ray.common.ray_compat import apply_openai_json_format as _apply_open
 from llmops_ray.common.ray_compat import peek_at_generator as _peek_at_generator
 
 from llmops_ray.common.gateway_hooks import GatewayError, RequestContext, load_hook, overrides
-from llmops_ray.serve.server import list_local_adapters, local_adapter_path
+from llmops_ray.serve.server import AdapterOwners, list_local_adapters, local_adapter_path
+from llmops_ray.serve.tokens import PromptCounter
 from llmops_ray.serve.validate import (
     _positive_int,
     _validation_message,
     check_chat_body,
     check_common,
     check_completion_body,
-    read_json_body,
+    check_embeddings_body,
+    parse_json_body,
+    read_body_capped,
 )
 
 logger = logging.getLogger("llmops_ray.serve.gateway")
@@ -65,7 +68,13 @@ ENDPOINTS = {
     "completions": lambda app: app.post("/v1/completions"),
     "embeddings": lambda app: app.post("/v1/embeddings"),
     "feedback": lambda app: app.post("/v1/feedback"),
+    "openapi": lambda app: app.get("/openapi.json"),
 }
+
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+# Exceptions of vLLM's request validation (raised in the engine replica, so they arrive
+# wrapped in Ray's task error): the client's fault, a 400, never a 500.
+_ENGINE_CLIENT_ERRORS = {"VLLMValidationError", "VLLMClientError", "VLLMUnprocessableEntityError", "VLLMNotFoundError"}
 
 
 def error_response(exc: GatewayError, request_id: str | None = None) -> JSONResponse:
@@ -77,7 +86,8 @@ def error_response(exc: GatewayError, request_id: str | None = None) -> JSONResp
 
 def build_fastapi_app() -> FastAPI:
     """The FastAPI app of the gateway: OpenAI error bodies for FastAPI's own errors too."""
-    app = FastAPI(title="llmops-ray gateway", docs_url=None, redoc_url=None)
+    # The OpenAPI description is served by the gateway's own route, behind the key check.
+    app = FastAPI(title="llmops-ray gateway", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError):
@@ -126,7 +136,14 @@ class Gateway(OpenAiIngress):
         self._embedder_lock = asyncio.Lock()
         self._hooks = [load_hook(h["path"], h.get("kwargs")) for h in settings.get("hooks") or []]
         self._chunk_hooks = [h for h in self._hooks if overrides(h, "on_chunk") or overrides(h, "end_stream")]
+        self._admit_hooks = [h for h in self._hooks if overrides(h, "admit")]
+        self._max_body_bytes = int(settings.get("max_body_bytes") or DEFAULT_MAX_BODY_BYTES)
+        self._tokens = PromptCounter(settings.get("tokenizer_sources") or {})
+        self._owners = AdapterOwners()
         self._background: set[asyncio.Task] = set()
+        if settings.get("auth") == "none":
+            logger.warning("gateway.auth is 'none': every route answers without an API key, with no quotas "
+                           "and no tenant; use it only on a trusted network")
 
     # ------------------------------------------------------------------ models
 
@@ -149,7 +166,15 @@ class Gateway(OpenAiIngress):
                 return self._card(model_id)
         return await super().model(model_id) if base in self._lora_paths else None
 
-    async def _authenticate_listing(self, request: Request) -> Response | None:
+    def _visible(self, ctx: RequestContext, model_id: str) -> bool:
+        """Whether the caller may see and use ``model_id``: every hook allows it (the key's
+        model list) and, for a local adapter that belongs to a tenant, the caller is that tenant."""
+        owner = self._owners.owner(self._local_lora_dirs, model_id)
+        if owner is not None and owner != ctx.tenant:
+            return False
+        return all(hook.allows_model(ctx, model_id) for hook in self._hooks)
+
+    async def _authenticate_listing(self, request: Request) -> RequestContext | Response:
         """Listing routes run the ``authenticate`` hooks too (every ``/v1`` route needs a key)."""
         ctx = RequestContext(route="models", body={}, headers={k.lower(): v for k, v in request.headers.items()})
         try:
@@ -157,12 +182,19 @@ class Gateway(OpenAiIngress):
                 await hook.authenticate(ctx)
         except GatewayError as exc:
             return error_response(exc, ctx.request_id)
-        return None
+        return ctx
+
+    async def openapi(self, request: Request) -> Response:
+        """``GET /openapi.json``: the gateway's route description, for callers with a key."""
+        ctx = await self._authenticate_listing(request)
+        if isinstance(ctx, Response):
+            return ctx
+        return JSONResponse(request.app.openapi())
 
     async def models(self, request: Request) -> Response:
-        denied = await self._authenticate_listing(request)
-        if denied is not None:
-            return denied
+        ctx = await self._authenticate_listing(request)
+        if isinstance(ctx, Response):
+            return ctx
         cards = (await super().models()).data
         for base, lora_dir in self._local_lora_dirs.items():
             for adapter in list_local_adapters(lora_dir):
@@ -173,18 +205,27 @@ class Gateway(OpenAiIngress):
         for hook in self._hooks:
             extra += hook.extra_models()
         cards += [self._card(m) for m in extra]
+        cards = [c for c in cards if self._visible(ctx, c.id)]
         return JSONResponse(ModelList(data=cards).model_dump())
 
     async def model_data(self, request: Request, model: str) -> Response:
-        denied = await self._authenticate_listing(request)
-        if denied is not None:
-            return denied
+        ctx = await self._authenticate_listing(request)
+        if isinstance(ctx, Response):
+            return ctx
         card = await self.model(model)
-        if card is None:
+        if card is None or not self._visible(ctx, model):
             return error_response(GatewayError(404, f"The model '{model}' does not exist"))
         return JSONResponse(card.model_dump())
 
-    def _resolve_model(self, model: str | None) -> str:
+    def _resolve_model(self, ctx: RequestContext, model: str | None) -> str:
+        resolved = self._resolve_served(model)
+        # A tenant's adapter does not exist for other tenants (404, not 403: nothing to learn).
+        owner = self._owners.owner(self._local_lora_dirs, resolved)
+        if owner is not None and owner != ctx.tenant and resolved == (ctx.requested_model or resolved):
+            raise GatewayError(404, f"The model '{resolved}' does not exist")
+        return resolved
+
+    def _resolve_served(self, model: str | None) -> str:
         if model is None:
             if len(self._model_cards) == 1:
                 return next(iter(self._model_cards))
@@ -210,12 +251,35 @@ class Gateway(OpenAiIngress):
         return await self._generate(request, "completions")
 
     async def _start(self, request: Request, route: str) -> RequestContext:
-        body = await read_json_body(request)
-        ctx = RequestContext(route=route, body=body, headers={k.lower(): v for k, v in request.headers.items()})
-        ctx.requested_model = body.get("model") if isinstance(body.get("model"), str) else None
+        """Authenticate from the headers, then read the body (at most ``max_body_bytes``):
+        nothing of an unauthenticated request is read or parsed."""
+        ctx = RequestContext(route=route, body={}, headers={k.lower(): v for k, v in request.headers.items()})
         for hook in self._hooks:
             await hook.authenticate(ctx)
+        ctx.body = parse_json_body(await read_body_capped(request, self._max_body_bytes))
+        model = ctx.body.get("model")
+        ctx.requested_model = model if isinstance(model, str) and model else None
         return ctx
+
+    async def _admit(self, ctx: RequestContext, count: Any) -> None:
+        """Count what the request will cost (only when a hook needs it) and run ``admit``."""
+        if not self._admit_hooks:
+            return
+        ctx.prompt_tokens = await count()
+        for hook in self._admit_hooks:
+            await hook.admit(ctx)
+
+    def _engine_body(self, ctx: RequestContext) -> dict[str, Any]:
+        """The body the engine gets: a server-assigned request id (the response ``id`` is
+        ``chatcmpl-<request id>``; a client cannot choose it), and usage always reported on
+        streams so quotas and logs see the real token count (the usage chunk is dropped
+        again when the client did not ask for it)."""
+        body = {**ctx.body, "request_id": ctx.request_id}
+        if ctx.stream and self._hooks:
+            options = body.get("stream_options") if isinstance(body.get("stream_options"), dict) else {}
+            ctx.extra["client_wants_usage"] = bool(options.get("include_usage"))
+            body["stream_options"] = {**options, "include_usage": True}
+        return body
 
     async def _generate(self, request: Request, route: str) -> Response:
         ctx = RequestContext(route=route, body={}, headers={})
@@ -228,14 +292,15 @@ class Gateway(OpenAiIngress):
             for hook in self._hooks:
                 await hook.before_request(ctx)
             body = ctx.body
-            model_id = self._resolve_model(body.get("model"))
+            model_id = self._resolve_model(ctx, body.get("model"))
             ctx.model = model_id
             limit = self._max_model_len.get(get_base_model_id(model_id))
             _positive_int(body, "max_tokens", limit)
             _positive_int(body, "max_completion_tokens", limit)
+            await self._admit(ctx, lambda: self._tokens.count(get_base_model_id(model_id), route, ctx.body))
             request_cls = ChatCompletionRequest if route == "chat" else CompletionRequest
             try:
-                parsed = request_cls.model_validate({**body, "model": model_id})
+                parsed = request_cls.model_validate({**self._engine_body(ctx), "model": model_id})
             except ValidationError as exc:
                 raise GatewayError(400, _validation_message(exc)) from None
             except (ValueError, TypeError) as exc:
@@ -252,6 +317,9 @@ class Gateway(OpenAiIngress):
             self._finish(ctx)
             raise
         except Exception as exc:  # noqa: BLE001 - last resort; logged with the request id
+            client_error = engine_client_error(exc)
+            if client_error is not None:
+                return self._fail(ctx, GatewayError(400, client_error))
             logger.exception("request %s failed", ctx.request_id)
             return self._fail(ctx, GatewayError(500, f"internal error ({type(exc).__name__}); request id {ctx.request_id}"))
         return response
@@ -330,6 +398,10 @@ class Gateway(OpenAiIngress):
                     if chunk is None:
                         continue
                     self._record_chunk(ctx, chunk)
+                    if chunk.get("usage") and not ctx.extra.get("client_wants_usage", True):
+                        if not chunk.get("choices"):
+                            continue  # the usage-only chunk the gateway asked for itself
+                        chunk = {k: v for k, v in chunk.items() if k != "usage"}
                     out.append(f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n")
                 if out:
                     yield "".join(out)
@@ -359,6 +431,13 @@ class Gateway(OpenAiIngress):
         if ctx.finished_at is not None:
             return
         ctx.finished_at = time.perf_counter()
+        if ctx.usage is None and ctx.output_text and ctx.route in ("chat", "completions"):
+            # Cut off before the engine's usage chunk (client disconnect, error mid-stream):
+            # one token per streamed text piece, so quotas and logs still charge what was sent.
+            completion = len(ctx.output_text)
+            prompt = int(ctx.prompt_tokens or 0)
+            ctx.usage = {"prompt_tokens": prompt, "completion_tokens": completion,
+                         "total_tokens": prompt + completion, "estimated": True}
         for hook in self._hooks:
             if not overrides(hook, "after_response"):
                 continue
@@ -426,31 +505,25 @@ class Gateway(OpenAiIngress):
             ctx = await self._start(request, "embeddings")
             body = ctx.body
             check_common(body)
+            texts, fmt = check_embeddings_body(body)
             for hook in self._hooks:
                 await hook.before_request(ctx)
-            body = ctx.body
-            model = body.get("model") or self._embedding_model_id
+            model = ctx.body.get("model") or self._embedding_model_id
             if not self._embeddings_enabled or model != self._embedding_model_id:
                 raise GatewayError(404, f"The model '{model}' does not exist or is not an embedding model")
             ctx.model = model
-            texts = body.get("input")
-            if isinstance(texts, str):
-                texts = [texts]
-            if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):
-                raise GatewayError(400, "'input' must be a non-empty string or a list of non-empty strings", param="input")
-            fmt = body.get("encoding_format") or "float"
-            if fmt not in ("float", "base64"):
-                raise GatewayError(400, "'encoding_format' must be 'float' or 'base64'", param="encoding_format")
             embedder = await self._get_embedder()
+            await self._admit(ctx, lambda: asyncio.to_thread(_count_tokens, embedder, texts))
             from llmops_ray.kb.embed import embed_texts
 
             vectors = await asyncio.to_thread(embed_texts, embedder, texts)
-            tokens = await asyncio.to_thread(_count_tokens, embedder, texts)
+            tokens = ctx.prompt_tokens if ctx.prompt_tokens is not None else await asyncio.to_thread(
+                _count_tokens, embedder, texts)
         except GatewayError as exc:
             return self._fail(ctx, exc)
         except Exception as exc:  # noqa: BLE001
             logger.exception("embeddings request %s failed", ctx.request_id)
-            return self._fail(ctx, GatewayError(500, f"internal error ({type(exc).__name__})"))
+            return self._fail(ctx, GatewayError(500, f"internal error ({type(exc).__name__}); request id {ctx.request_id}"))
         data = []
         for i, vec in enumerate(vectors):
             vec = vec.astype("<f4")
@@ -469,3 +542,16 @@ def _count_tokens(embedder: Any, texts: list[str]) -> int:
     if tokenizer is None:
         return sum(len(t.split()) for t in texts)
     return sum(len(ids) for ids in tokenizer(texts)["input_ids"])
+
+
+def engine_client_error(exc: BaseException) -> str | None:
+    """The message of a vLLM request-validation error (the client's fault), looking through
+    Ray's wrapping (``RayTaskError.cause``) and exception chaining; None for anything else."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if type(exc).__name__ in _ENGINE_CLIENT_ERRORS:
+            return str(exc).strip().splitlines()[-1][:500] if str(exc).strip() else "invalid request"
+        exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
+        seen += 1
+    return None
+

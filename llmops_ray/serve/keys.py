@@ -19,6 +19,7 @@ turns into its own error response.
 from __future__ import annotations
 
 import hashlib
+import logging
 import hmac
 import re
 import secrets
@@ -52,6 +53,9 @@ CREATE TABLE IF NOT EXISTS api_keys (
 );
 CREATE INDEX IF NOT EXISTS api_keys_tenant ON api_keys(tenant);
 """
+
+# Columns added after the first release: created on open when an older store lacks them.
+_LIMIT_COLUMNS = ("tokens_per_day", "tokens_per_month", "max_concurrent", "max_tokens")
 
 
 class AuthError(Exception):
@@ -87,6 +91,14 @@ class KeyInfo:
     created_at: str
     revoked_at: str | None = None
     name: str = ""
+    tokens_per_day: int | None = None
+    """Token budget per UTC day (None = unlimited)."""
+    tokens_per_month: int | None = None
+    """Token budget per UTC calendar month (None = unlimited)."""
+    max_concurrent: int | None = None
+    """Requests of this key in flight at once (None = the hook's default)."""
+    max_tokens: int | None = None
+    """Ceiling on ``max_tokens`` per request (None = the hook's default ceiling)."""
 
     @property
     def revoked(self) -> bool:
@@ -137,6 +149,10 @@ class KeyStore:
         self._local = threading.local()
         with self._conn() as conn:
             conn.executescript(_SCHEMA)
+            have = {r[1] for r in conn.execute("PRAGMA table_info(api_keys)")}
+            for column in _LIMIT_COLUMNS:
+                if column not in have:
+                    conn.execute(f"ALTER TABLE api_keys ADD COLUMN {column} INTEGER")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -151,18 +167,23 @@ class KeyStore:
     def _info(row: sqlite3.Row) -> KeyInfo:
         models = tuple(m for m in (row["models"] or "").split(",") if m)
         return KeyInfo(row["key_id"], row["tenant"], row["rpm"], row["tpm"], models,
-                       row["created_at"], row["revoked_at"], row["name"] or "")
+                       row["created_at"], row["revoked_at"], row["name"] or "",
+                       *(row[c] for c in _LIMIT_COLUMNS))
 
     # ------------------------------------------------------------------ admin
 
     def create(self, tenant: str, rpm: int | None = None, tpm: int | None = None,
-               models: Iterable[str] | None = None, name: str = "") -> tuple[str, KeyInfo]:
+               models: Iterable[str] | None = None, name: str = "", tokens_per_day: int | None = None,
+               tokens_per_month: int | None = None, max_concurrent: int | None = None,
+               max_tokens: int | None = None) -> tuple[str, KeyInfo]:
         """Create a key; returns ``(plaintext, info)``. The plaintext is not recoverable later."""
         if not tenant or not _TENANT_RE.match(tenant):
             raise UserError(f"tenant {tenant!r} must be 1-64 characters of letters, digits, '.', '_' or '-'")
-        for label, value in (("rpm", rpm), ("tpm", tpm)):
-            if value is not None and (not isinstance(value, int) or value <= 0):
-                raise UserError(f"--{label} must be a positive integer, got {value!r}")
+        limits = {"tokens_per_day": tokens_per_day, "tokens_per_month": tokens_per_month,
+                  "max_concurrent": max_concurrent, "max_tokens": max_tokens}
+        for label, value in (("rpm", rpm), ("tpm", tpm), *limits.items()):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise UserError(f"--{label.replace('_', '-')} must be a positive integer, got {value!r}")
         models_text = _models_text(models)
         conn = self._conn()
         for _ in range(5):  # key_id collision (2^-48 per pair) is retried, not fatal
@@ -171,15 +192,17 @@ class KeyStore:
             try:
                 with conn:
                     conn.execute(
-                        "INSERT INTO api_keys (key_id, key_hash, tenant, rpm, tpm, models, name, created_at)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (key_id, hash_key(plaintext), tenant, rpm, tpm, models_text, name, _now()),
+                        "INSERT INTO api_keys (key_id, key_hash, tenant, rpm, tpm, models, name, created_at, "
+                        + ", ".join(_LIMIT_COLUMNS) + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (key_id, hash_key(plaintext), tenant, rpm, tpm, models_text, name, _now(),
+                         *(limits[c] for c in _LIMIT_COLUMNS)),
                     )
             except sqlite3.IntegrityError:
                 continue
             info = self.get(key_id)
             assert info is not None
-            _audit("key.created", key_id=key_id, tenant=tenant, rpm=rpm, tpm=tpm, models=list(info.models), name=name)
+            _audit("key.created", key_id=key_id, tenant=tenant, rpm=rpm, tpm=tpm, models=list(info.models), name=name,
+                   **{k: v for k, v in limits.items() if v is not None})
             return plaintext, info
         raise RuntimeError("could not allocate a unique key id")
 
@@ -232,6 +255,13 @@ class KeyStore:
         if info.revoked:
             raise AuthError(401, "invalid_api_key", f"API key {info.key_id} has been revoked")
         return info
+
+    def usage(self, key_id: str) -> dict[str, dict[str, int]]:
+        """Settled usage of a key per budget period (``d:YYYY-MM-DD``, ``m:YYYY-MM``):
+        ``{"tokens", "requests"}``, as the rate limiter recorded it."""
+        from llmops_ray.serve.ratelimit import UsageLedger
+
+        return UsageLedger(self.path).usage(key_id)
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -287,26 +317,6 @@ def _audit(event: str, **fields: Any) -> None:
 # --------------------------------------------------------------------------- gateway hook
 
 
-def estimate_prompt_tokens(body: dict[str, Any]) -> int:
-    """Rough prompt size before the engine tokenises it: 1 token per 4 characters (min 1).
-
-    Only used to admit a request against tokens/min; the real usage reported by the engine
-    replaces the estimate in ``after_response``.
-    """
-    chars = 0
-    for message in body.get("messages") or []:
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, str):
-            chars += len(content)
-        elif isinstance(content, list):
-            chars += sum(len(p.get("text", "")) for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-    prompt = body.get("prompt")
-    if isinstance(prompt, str):
-        chars += len(prompt)
-    elif isinstance(prompt, list):
-        chars += sum(len(p) for p in prompt if isinstance(p, str))
-    return max(1, chars // 4)
-
 
 from llmops_ray.common.gateway_hooks import GatewayError, GatewayHook  # noqa: E402  (stdlib-only module)
 
@@ -315,78 +325,185 @@ class ApiKeyHookConfig(StrictModel):
     """Keyword arguments of :class:`ApiKeyHook` (``gateway.hooks[].kwargs``), checked at load time."""
 
     limiter: Literal["actor", "local", "none"] = "actor"
-    """``actor``: one shared limiter actor (exact across replicas); ``local``: per-replica
-    buckets of ``limit / replicas``; ``none``: keys only, no rate limits."""
+    """``actor``: one shared limiter actor, exact across gateway replicas and restarts of a
+    replica; ``local``: per-replica quotas of ``limit / replicas`` (one replica or tests);
+    ``none``: keys and model permissions only, no quotas."""
     replicas: int = Field(1, ge=1)
-    """Gateway replicas the ``local`` limiter splits each limit over."""
+    """Gateway replicas the ``local`` limiter splits each per-minute limit over."""
     db_path: str | None = None
-    """Key store (SQLite) path; None = ``<workspace>/keys/keys.db``."""
+    """Key store (SQLite) path; None = ``<workspace>/keys/keys.db``. Budgets spent per
+    day/month are kept in the same file (table ``key_usage``)."""
+    on_limiter_error: Literal["closed", "open"] = "closed"
+    """When the limiter actor cannot be reached (actor lost, its node gone, a call slower
+    than ``limiter_timeout_s``): ``closed`` refuses the request with 503 and
+    ``Retry-After`` (no request goes unmetered); ``open`` serves it unmetered and logs a
+    warning."""
+    limiter_timeout_s: float = Field(2.0, gt=0)
+    """Longest wait for one limiter call, seconds."""
+    default_max_tokens: int = Field(512, ge=1)
+    """``max_tokens`` of a request that sets none (and the amount reserved for it): without
+    a bound the engine may generate up to the whole context, which no quota could reserve."""
+    max_tokens_ceiling: int = Field(4096, ge=1)
+    """Largest ``max_tokens`` a request may ask for (400 above it) unless the key sets its own."""
+    max_concurrent: int | None = Field(16, ge=1)
+    """Requests of one key in flight at once when the key sets no ``max_concurrent``
+    (None = no cap); further requests get 429 until one finishes."""
+
+
+def generation_slots(body: dict[str, Any], route: str) -> int:
+    """How many completions a request asks for: ``n`` x the number of prompts (a
+    completions request may carry a batch of prompts)."""
+    n = body.get("n")
+    n = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+    prompt = body.get("prompt") if route == "completions" else None
+    prompts = len(prompt) if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int) else 1
+    return n * prompts
 
 
 class ApiKeyHook(GatewayHook):
-    """Gateway hook: 401 without a valid key, 403 for a model the key may not use, 429 with
-    ``Retry-After`` beyond its rpm/tpm. Sets ``ctx.principal`` (the :class:`KeyInfo`) and
-    ``ctx.tenant``. Serve YAML::
+    """Gateway hook: 401 without a valid key (checked from the header, before the body is
+    read), 403 for a model the key may not use (the model as resolved, on every route),
+    429 with ``Retry-After`` beyond the key's quotas (reserve-then-reconcile, see
+    :mod:`llmops_ray.serve.ratelimit`). Sets ``ctx.principal`` (the :class:`KeyInfo`) and
+    ``ctx.tenant``. A serve config gets it by default (``gateway.auth: keys``); listing it
+    sets its options::
 
         gateway:
           hooks:
             - path: llmops_ray.serve.keys:ApiKeyHook
-              kwargs: {limiter: actor}     # actor (shared, exact) | local (per replica) | none
-
-    ``limiter: local`` takes ``replicas: N`` and enforces ``limit / N`` per replica.
+              kwargs: {limiter: actor, on_limiter_error: closed, default_max_tokens: 512}
     """
 
     Config = ApiKeyHookConfig
 
-    def __init__(self, limiter: str = "actor", replicas: int = 1, db_path: str | None = None):
-        ApiKeyHookConfig(limiter=limiter, replicas=replicas, db_path=db_path)
-        self.store = get_store(db_path)
-        self.mode = limiter
+    def __init__(self, **kwargs: Any):
+        self.config = ApiKeyHookConfig(**kwargs)
+        self.store = get_store(self.config.db_path)
         self._local = None
         self._actor = None
-        if limiter == "local":
+        if self.config.limiter == "local":
             from llmops_ray.serve.ratelimit import RateLimiter
 
-            self._local = RateLimiter(split=replicas)
+            self._local = RateLimiter(split=self.config.replicas, usage_db=str(self.store.path))
 
-    async def _acquire(self, key: KeyInfo, tokens: int):
-        if self.mode == "local":
-            return self._local.acquire(key.key_id, key.rpm, key.tpm, tokens)
-        if self._actor is None:
-            from llmops_ray.serve.ratelimit import shared_limiter
+    # ------------------------------------------------------------------ limits of a key
 
-            self._actor = shared_limiter()
-        return await self._actor.acquire.remote(key.key_id, key.rpm, key.tpm, tokens)
+    def limits(self, key: KeyInfo):
+        from llmops_ray.serve.ratelimit import KeyLimits
 
-    def _commit(self, key: KeyInfo, tokens: int) -> None:
-        if self.mode == "local":
-            self._local.commit(key.key_id, key.tpm, tokens)
-        elif self._actor is not None:
-            self._actor.commit.remote(key.key_id, key.tpm, tokens)  # fire and forget
+        return KeyLimits(rpm=key.rpm, tpm=key.tpm, tokens_per_day=key.tokens_per_day,
+                         tokens_per_month=key.tokens_per_month,
+                         max_concurrent=key.max_concurrent or self.config.max_concurrent)
+
+    def _max_tokens(self, ctx, key: KeyInfo) -> int:
+        """The request's ``max_tokens`` after the key's default and ceiling (sets it in the body)."""
+        ceiling = key.max_tokens or self.config.max_tokens_ceiling
+        body = ctx.body
+        field = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+        asked = body.get(field)
+        if asked is None:
+            body["max_tokens"] = min(self.config.default_max_tokens, ceiling)
+            return body["max_tokens"]
+        if isinstance(asked, int) and asked > ceiling:
+            raise GatewayError(400, f"'{field}' = {asked} is above the largest this API key may ask for ({ceiling})",
+                               param=field)
+        return int(asked) if isinstance(asked, int) else min(self.config.default_max_tokens, ceiling)
+
+    # ------------------------------------------------------------------ limiter calls
+
+    async def _limiter_call(self, method: str, *args: Any):
+        import asyncio
+
+        if self.config.limiter == "local":
+            return getattr(self._local, method)(*args)
+        try:
+            if self._actor is None:
+                from llmops_ray.serve.ratelimit import shared_limiter
+
+                self._actor = await asyncio.to_thread(shared_limiter, str(self.store.path))
+            ref = getattr(self._actor, method).remote(*args)
+            return await asyncio.wait_for(ref, timeout=self.config.limiter_timeout_s)
+        except Exception as exc:  # noqa: BLE001 - RayActorError, ActorDiedError, timeouts, ...
+            self._actor = None  # look the actor up again next time (Ray may have restarted it)
+            if self.config.on_limiter_error == "open":
+                _log.warning("rate limiter unavailable (%r): serving unmetered (on_limiter_error: open)", exc)
+                return None
+            raise GatewayError(503, "rate limiter unavailable: retry shortly", code="limiter_unavailable",
+                               type="server_error", headers={"Retry-After": "1"}) from None
+
+    # ------------------------------------------------------------------ hook points
 
     async def authenticate(self, ctx) -> None:
+        import asyncio
+
         try:
-            key = self.store.verify(ctx.headers.get("authorization"))
-            if ctx.requested_model:
-                check_model(key, ctx.requested_model)
+            # SQLite read off the event loop (a writer elsewhere may hold the lock briefly).
+            key = await asyncio.to_thread(self.store.verify, ctx.headers.get("authorization"))
         except AuthError as exc:
             raise GatewayError(exc.status, exc.message, code=exc.code, type=exc.type, headers=exc.headers) from None
+        except sqlite3.OperationalError as exc:
+            _log.warning("key store unavailable: %s", exc)
+            raise GatewayError(503, "key store busy: retry shortly", code="service_unavailable",
+                               headers={"Retry-After": "1"}) from None
         ctx.principal = key
         ctx.tenant = key.tenant
-        if self.mode == "none" or not (key.rpm or key.tpm):
+
+    def allows_model(self, ctx, model_id: str) -> bool:
+        return isinstance(ctx.principal, KeyInfo) and model_allowed(ctx.principal, model_id)
+
+    async def admit(self, ctx) -> None:
+        key = ctx.principal
+        if not isinstance(key, KeyInfo):
+            raise GatewayError(401, "missing API key", code="missing_api_key", type="authentication_error")
+        # The name the client used, or the model the request resolved to when it named none.
+        try:
+            check_model(key, ctx.requested_model or ctx.model or "")
+        except AuthError as exc:
+            raise GatewayError(exc.status, exc.message, code=exc.code, type=exc.type) from None
+        if ctx.route in ("chat", "completions"):
+            ctx.max_output_tokens = self._max_tokens(ctx, key) * generation_slots(ctx.body, ctx.route)
+        limits = self.limits(key)
+        if self.config.limiter == "none" or not limits.any():
             return
-        tokens = estimate_prompt_tokens(ctx.body if isinstance(ctx.body, dict) else {})
-        decision = await self._acquire(key, tokens)
+        reserve = int(ctx.prompt_tokens or 0) + int(ctx.max_output_tokens)
+        decision = await self._limiter_call("admit", key.key_id, limits, reserve)
+        if decision is None:  # limiter unavailable, on_limiter_error: open
+            return
+        ctx.response_headers.update(decision.headers())
         if not decision.allowed:
             raise GatewayError(429, decision.message(key.key_id), code="rate_limit_exceeded",
                                type="rate_limit_error", headers=decision.headers())
-        ctx.extra["ratelimit_tokens_taken"] = tokens
+        # The lease is settled on the limiter that granted it (this replica may look the
+        # actor up again in the meantime).
+        ctx.extra["quota_lease"] = (decision.lease, self._local if self.config.limiter == "local" else self._actor)
+        ctx.extra["quota_reserved"] = decision.reserved
 
     async def after_response(self, ctx) -> None:
-        key = ctx.principal
-        taken = ctx.extra.get("ratelimit_tokens_taken")
-        if not isinstance(key, KeyInfo) or not key.tpm or taken is None:
+        granted = ctx.extra.pop("quota_lease", None)
+        if granted is None:
             return
-        used = int((ctx.usage or {}).get("total_tokens") or 0)
-        if used:
-            self._commit(key, used - int(taken))
+        lease, limiter = granted
+        used = tokens_used(ctx)
+        ctx.extra["quota_used"] = used
+        if self.config.limiter == "local":
+            limiter.settle(lease, used)
+            return
+        try:
+            limiter.settle.remote(lease, used)  # fire and forget; a lost call expires with the lease
+        except Exception as exc:  # noqa: BLE001 - the actor is gone: its reservations went with it
+            _log.warning("settling quota lease %s failed: %r", lease, exc)
+
+
+def tokens_used(ctx) -> int:
+    """Tokens a finished request consumed: the engine's usage when it reported one; else
+    (a stream cut off by the client, an error mid-stream) the counted prompt plus one token
+    per streamed text piece; 0 for a request the engine refused."""
+    usage = ctx.usage or {}
+    if usage.get("total_tokens"):
+        return int(usage["total_tokens"])
+    if ctx.output_text:
+        return int(ctx.prompt_tokens or 0) + len(ctx.output_text)
+    return 0
+
+
+_log = logging.getLogger("llmops_ray.serve.keys")

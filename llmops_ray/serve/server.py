@@ -20,7 +20,9 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
+import time
 from typing import Any, AsyncGenerator, Optional
 
 from fastapi import HTTPException
@@ -33,6 +35,7 @@ from llmops_ray.common.ray_compat import (
     Batcher,
     DiskMultiplexConfig,
     LoraModelLoader,
+    get_base_model_id,
     get_lora_id,
     global_id_manager,
 )
@@ -56,6 +59,35 @@ def list_local_adapters(adapters_dir: str) -> list[str]:
     except OSError:
         return []
     return [n for n in names if os.path.isfile(os.path.join(adapters_dir, n, ADAPTER_CONFIG))]
+
+
+class AdapterOwners:
+    """The tenant that owns each local adapter (``tenant`` in its ``lineage.json``, written
+    by fine-tuning with ``tenant: NAME``), re-read at most every ``ttl_s`` seconds: the
+    gateway asks on every request and listing, so the file is not read each time."""
+
+    def __init__(self, ttl_s: float = 10.0):
+        self.ttl_s = ttl_s
+        self._cache: dict[str, tuple[float, str | None]] = {}
+
+    def owner(self, local_lora_dirs: dict[str, str], model_id: str | None) -> str | None:
+        if not model_id or ":" not in model_id:
+            return None
+        lora_dir = local_lora_dirs.get(get_base_model_id(model_id))
+        path = local_adapter_path(lora_dir, model_id) if lora_dir else None
+        if path is None:
+            return None
+        now = time.monotonic()
+        cached = self._cache.get(path)
+        if cached is None or now - cached[0] > self.ttl_s:
+            owner = None
+            try:
+                with open(os.path.join(path, "lineage.json"), encoding="utf-8") as f:
+                    owner = json.load(f).get("tenant") or None
+            except (OSError, ValueError, AttributeError):
+                owner = None  # no lineage (an adapter copied in by hand): shared
+            cached = self._cache[path] = (now, owner)
+        return cached[1]
 
 
 class LocalLoraLoader(LoraModelLoader):

@@ -190,7 +190,9 @@ class StackHook(GatewayHook):
                 if cached:
                     logger.warning("registry lookup of %s failed, using cached aliases: %r", stack, exc)
                     return cached[1]
-                raise GatewayError(503, f"stack {stack!r} cannot be resolved in the registry: {exc}") from None
+                logger.warning("registry lookup of %s failed: %r", stack, exc)
+                raise GatewayError(503, f"stack {stack!r} cannot be resolved in the registry now",
+                                   headers={"Retry-After": "5"}) from None
             self._cache[stack] = (time.monotonic(), found)
             return found
 
@@ -316,8 +318,10 @@ class StackHook(GatewayHook):
             hits = await self._retriever_handle().search.remote(
                 version.kb, query, settings["k"], settings["mode"], tenant, settings["filters"])
         except Exception as exc:  # noqa: BLE001 - a missing KB version or a dead replica
-            raise GatewayError(503, f"retrieval from {version.kb!r} failed: {type(exc).__name__}: "
-                                    f"{str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else ''}",
+            # The cause goes to the log under the request id, not to the client: its text can
+            # name other tenants' knowledge bases and the store's paths.
+            logger.warning("request %s: retrieval from %s failed: %r", ctx.request_id, version.kb, exc)
+            raise GatewayError(503, f"retrieval failed for model {ctx.requested_model!r}; request id {ctx.request_id}",
                                code="retrieval_failed") from None
         ctx.extra["retrieval_s"] = time.perf_counter() - started
         rails = self._context_rails(ctx)

@@ -155,6 +155,9 @@ class FinetuneConfig(StrictModel):
     """Log train metrics (MLflow, stdout progress) every N optimizer steps."""
     mlflow_experiment: str = "finetune"
     """MLflow experiment name (tracking URI: ``MLFLOW_TRACKING_URI`` or the workspace store)."""
+    tenant: str | None = None
+    """Tenant that owns the result (written to ``lineage.json``): a served adapter with an
+    owner is listed and callable only with that tenant's API keys; None = every tenant."""
 
     @field_validator("run_name")
     @classmethod

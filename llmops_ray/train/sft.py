@@ -235,6 +235,7 @@ def write_outputs(prepared: Prepared, result, state: dict[str, Any]) -> dict[str
             {
                 "kind": "lora-adapter" if config.method == "lora" else "full-model",
                 "run_name": config.run_name,
+                "tenant": config.tenant,
                 "base_model": prepared.model_dir,
                 "dataset": {
                     "path": prepared.dataset_info["path"],

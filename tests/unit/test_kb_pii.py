@@ -126,3 +126,47 @@ def test_card_search_is_bounded_and_finds_what_the_exhaustive_rule_finds():
                          "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 6))))
         text = rng.choice([" ", "-", "  "]).join(parts)
         assert [(m.start, m.end) for m in _card_candidates(text)] == _cards_exhaustive(text), text
+
+
+def test_phone_pattern_finds_what_the_backtracking_form_finds():
+    # The international pattern's digit groups are atomic (linear); on random phone-like text
+    # it reports the same values as the original backtracking form.
+    import random
+    import re
+
+    from llmops_ray.safety.pii import _PHONES, _phone_ok
+
+    backtracking = re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?![0-9]|\.\d)")
+    pieces = ["+", "1", "2", "3", "12", "345", "6789", " ", "-", ".", "(", ")", "a", "+4", "0", "44", "\n"]
+    rng = random.Random(11)
+    for _ in range(20000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 22)))
+        ours = [(m.span(), m.group(0)) for m in _PHONES[1].finditer(text) if _phone_ok(m.group(0))]
+        reference = [(m.span(), m.group(0)) for m in backtracking.finditer(text) if _phone_ok(m.group(0))]
+        assert ours == reference, text
+
+
+def test_overlap_resolution_matches_the_pairwise_rule():
+    # find_pii keeps, by priority then length, every candidate that overlaps no kept one; the
+    # occupancy scan must keep exactly what comparing with every kept span keeps.
+    import random
+
+    from llmops_ray.safety.pii import PII_TYPES, _candidates
+
+    values = ["a@b.cc", "4111 1111 1111 1111", "192.168.1.20", "+1 415 555 0100", "13812345678",
+              "11010519491231002X", "DE89370400440532013000", "2001:db8::1", "12", "-", " ", "."]
+    rng = random.Random(3)
+    priority = {t: i for i, t in enumerate(PII_TYPES)}
+    for _ in range(500):
+        text = "".join(rng.choice(values) + rng.choice(["", " ", "-", "."]) for _ in range(rng.randint(1, 12)))
+        ranked = sorted(_candidates(text), key=lambda m: (priority[m.type], -(m.end - m.start), m.start))
+        taken = []
+        for m in ranked:
+            if all(m.end <= t.start or m.start >= t.end for t in taken):
+                taken.append(m)
+        assert find_pii(text) == sorted(taken, key=lambda m: m.start), text
+
+
+def test_email_with_percent_in_the_local_part_is_still_found():
+    assert mask_pii("to %%user%tag@example.com, ok")[0] == "to [EMAIL], ok"
+    assert mask_pii("%" * 5000 + " b@example.org")[0] == "%" * 5000 + " [EMAIL]"

@@ -138,3 +138,25 @@ def test_cli_create_list_revoke_and_audit(workspace_dir, capsys):
     events = [r["event"] for r in read_audit(event="key", key_id=created["key_id"])]
     assert events == ["key.created", "key.revoked"]
     assert created["api_key"] not in (workspace_dir / "audit" / "audit.jsonl").read_text()
+
+
+def test_store_of_an_older_release_gains_the_limit_columns(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(db)
+    conn.executescript(
+        "CREATE TABLE api_keys (key_id TEXT PRIMARY KEY, key_hash TEXT NOT NULL, tenant TEXT NOT NULL,"
+        " rpm INTEGER, tpm INTEGER, models TEXT NOT NULL DEFAULT '', name TEXT NOT NULL DEFAULT '',"
+        " created_at TEXT NOT NULL, revoked_at TEXT);"
+        "INSERT INTO api_keys VALUES ('0123456789ab', 'h', 'acme', 5, NULL, '', '', '2026-01-01', NULL);"
+    )
+    conn.commit()
+    conn.close()
+    store = KeyStore(db)
+    old = store.get("0123456789ab")
+    assert old.rpm == 5 and old.tokens_per_day is None and old.max_concurrent is None
+    _, new = store.create("acme", tokens_per_day=1000, tokens_per_month=20_000, max_concurrent=2, max_tokens=64)
+    assert (new.tokens_per_day, new.tokens_per_month, new.max_concurrent, new.max_tokens) == (1000, 20_000, 2, 64)
+    with pytest.raises(UserError, match="--max-concurrent"):
+        store.create("acme", max_concurrent=0)

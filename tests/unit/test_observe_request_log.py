@@ -158,7 +158,7 @@ def test_feedback_round_trip(tmp_path):
         with pytest.raises(FeedbackError) as info:
             submit_feedback(body, db_dir=tmp_path)
         assert (info.value.status, info.value.code) == (status, code), body
-        assert set(info.value.body()["error"]) == {"message", "type", "code"}
+        assert set(info.value.body()["error"]) == {"message", "type", "code", "param"}
     with pytest.raises(FeedbackError) as info:  # another tenant's response is not found
         submit_feedback({"response_id": "chatcmpl-7", "rating": "up"}, tenant="beta", db_dir=tmp_path)
     assert info.value.status == 404
@@ -186,6 +186,7 @@ def test_stream_and_non_stream_cost_the_same_through_the_gateway_hook(tmp_path):
 
     plain = RequestContext(route="chat", body={"model": "support", "messages": messages}, headers={})
     plain.requested_model, plain.model, plain.tenant = "support", "tiny-base", "acme"
+    plain.extra["stack"] = {"name": "support", "version": 1, "variant": "production"}
     asyncio.run(hook.before_request(plain))
     hook.on_response(plain, {"id": "chatcmpl-a", "choices": [], "usage": usage})
     plain.usage, plain.output_text, plain.finished_at = usage, ["a b c"], time.perf_counter()
@@ -194,16 +195,18 @@ def test_stream_and_non_stream_cost_the_same_through_the_gateway_hook(tmp_path):
     streamed = RequestContext(route="chat", body={"model": "support", "messages": messages, "stream": True},
                               headers={}, stream=True)
     streamed.requested_model, streamed.model, streamed.tenant = "support", "tiny-base", "acme"
+    streamed.extra["stack"] = {"name": "support", "version": 1, "variant": "production"}
     asyncio.run(hook.before_request(streamed))
-    # the client did not ask for usage: the hook asks the engine for it ...
-    assert streamed.body["stream_options"] == {"include_usage": True}
+    # The gateway asks the engine for usage on every stream (and drops the usage chunk
+    # after the hooks when the client did not ask): the hook changes neither body nor chunks.
+    assert "stream_options" not in streamed.body
     streamed.first_chunk_at = time.perf_counter()
     for piece in ("a", " b", " c"):
         chunk = {"id": "chatcmpl-b", "choices": [{"index": 0, "delta": {"content": piece}}]}
         assert hook.on_chunk(streamed, chunk) == chunk
         streamed.output_text.append(piece)
-    # ... and removes the usage-only chunk again before it reaches the client
-    assert hook.on_chunk(streamed, {"id": "chatcmpl-b", "choices": [], "usage": usage}) is None
+    usage_chunk = {"id": "chatcmpl-b", "choices": [], "usage": usage}
+    assert hook.on_chunk(streamed, usage_chunk) == usage_chunk  # the gateway's quota needs it too
     streamed.finished_at = time.perf_counter()
     row_stream = hook.record_context(streamed)
 
@@ -211,6 +214,7 @@ def test_stream_and_non_stream_cost_the_same_through_the_gateway_hook(tmp_path):
     assert row_stream["cost_usd"] == row_plain["cost_usd"]
     assert (row_stream["prompt_tokens"], row_stream["completion_tokens"]) == (12, 3)
     assert row_stream["response_id"] == "chatcmpl-b" and row_stream["stream"] is True
+    assert (row_stream["stack"], row_stream["model"]) == ("support", "tiny-base")
     hook.close()
     rows = {r["response_id"]: r for r in query_requests(db_dir=tmp_path)}
     assert rows["chatcmpl-a"]["cost_usd"] == rows["chatcmpl-b"]["cost_usd"]
@@ -232,3 +236,65 @@ def test_observer_trace_records_once(tmp_path):
     assert failed["ttft_s"] is None and failed["cost_usd"] == 0.0
     observer.close()
     assert len(query_requests(db_dir=tmp_path)) == 2
+
+
+def _lookup_plan(db_dir, response_id, tenant=None):
+    from llmops_ray.observe.request_log import REQUESTS, _open_table, response_query
+
+    return response_query(_open_table(db_dir, REQUESTS, create=False), response_id, tenant).explain_plan()
+
+
+def test_feedback_lookup_goes_through_the_response_id_index(tmp_path):
+    from llmops_ray.observe.request_log import REQUESTS, _open_table, find_response
+
+    logger = RequestLogger(tmp_path, flush_interval_s=0.01, index_every_rows=5, index_interval_s=3600)
+    for i in range(3):
+        logger.log(_row(i))
+    assert logger.flush(60)
+    # The writer created the index with the table: lookups use it, not a scan of the log.
+    assert "ScalarIndexQuery" in _lookup_plan(tmp_path, "chatcmpl-1", "acme")
+    tbl = _open_table(tmp_path, REQUESTS, create=False)
+    assert [i.columns for i in tbl.list_indices()] == [["response_id"]]
+    # Rows appended after the index are found too (scanned until folded in) ...
+    for i in range(3, 9):
+        logger.log(_row(i))
+    assert logger.flush(60)
+    assert find_response("chatcmpl-8", "acme", tmp_path)["request_id"] == "req-8"
+    # ... and folded in once the writer has written index_every_rows new rows.
+    tbl.checkout_latest()
+    stats = tbl.index_stats("response_id_idx")
+    assert stats.num_unindexed_rows == 0 and stats.num_indexed_rows == 9
+    logger.close()
+    assert logger.stats["index_errors"] == 0
+
+
+def test_feedback_of_another_tenant_is_404_even_when_ids_collide(tmp_path):
+    logger = RequestLogger(tmp_path, flush_interval_s=0.01)
+    logger.log(_row(1, tenant="acme", request_id="req-acme", response_id="chatcmpl-same"))
+    logger.log(_row(2, tenant="beta", request_id="req-beta", response_id="chatcmpl-same"))
+    logger.log(_row(3, tenant="beta", request_id="req-beta-only", response_id="chatcmpl-beta"))
+    logger.close()
+    submit_feedback({"response_id": "chatcmpl-same", "rating": "up"}, tenant="acme", db_dir=tmp_path)
+    [fb] = query_feedback(response_id="chatcmpl-same", db_dir=tmp_path)
+    assert (fb["request_id"], fb["tenant"]) == ("req-acme", "acme")  # its own row, not beta's newer one
+    with pytest.raises(FeedbackError) as info:
+        submit_feedback({"response_id": "chatcmpl-beta", "rating": "up"}, tenant="acme", db_dir=tmp_path)
+    assert info.value.status == 404 and info.value.body()["error"]["param"] == "response_id"
+
+
+def test_two_writers_share_the_table_and_the_index(tmp_path):
+    # Two replicas' writers open the same table at once (each creates the missing index);
+    # every row of both is found by its response id.
+    from llmops_ray.observe.request_log import find_response
+
+    a = RequestLogger(tmp_path, flush_interval_s=0.01, index_every_rows=10)
+    b = RequestLogger(tmp_path, flush_interval_s=0.01, index_every_rows=10)
+    for i in range(40):
+        (a if i % 2 else b).log(_row(i))
+    a.close()
+    b.close()
+    assert a.stats["written"] + b.stats["written"] == 40
+    missing = [i for i in range(40) if (find_response(f"chatcmpl-{i}", "acme", tmp_path) or {}).get("request_id")
+               != f"req-{i}"]
+    assert missing == []
+    assert "ScalarIndexQuery" in _lookup_plan(tmp_path, "chatcmpl-3")

@@ -97,9 +97,12 @@ def test_api_key_hook_401_403_429():
     plaintext, info = get_store().create("hook-tenant", rpm=2, models=["tiny"])
     hook = ApiKeyHook(limiter="local")
 
-    def call(headers: dict, model: str = "tiny") -> RequestContext:
-        ctx = _ctx("chat", {"model": model, "messages": [{"role": "user", "content": "hi"}]}, headers)
-        asyncio.run(hook.authenticate(ctx))
+    def call(headers: dict, model: str | None = "tiny", resolved: str = "tiny") -> RequestContext:
+        body = {"messages": [{"role": "user", "content": "hi"}], **({"model": model} if model else {})}
+        ctx = _ctx("chat", body, headers)
+        asyncio.run(hook.authenticate(ctx))  # headers only: before the body is read
+        ctx.model = resolved
+        asyncio.run(hook.admit(ctx))  # after the model is resolved
         return ctx
 
     with pytest.raises(GatewayError) as exc:
@@ -109,10 +112,15 @@ def test_api_key_hook_401_403_429():
         call({"authorization": "Bearer sk-llmops-000000000000-" + "x" * 43})
     assert exc.value.status == 401
     with pytest.raises(GatewayError) as exc:
-        call({"authorization": f"Bearer {plaintext}"}, model="other")
+        call({"authorization": f"Bearer {plaintext}"}, model="other", resolved="other")
+    assert exc.value.status == 403
+    # Leaving `model` out does not bypass the allow-list: the resolved model is checked.
+    with pytest.raises(GatewayError) as exc:
+        call({"authorization": f"Bearer {plaintext}"}, model=None, resolved="tiny-base")
     assert exc.value.status == 403
     ctx = call({"authorization": f"Bearer {plaintext}"})
     assert ctx.tenant == "hook-tenant" and ctx.principal.key_id == info.key_id
+    assert ctx.body["max_tokens"] == 512  # the key hook's default, reserved with the prompt
     call({"authorization": f"Bearer {plaintext}"})
     with pytest.raises(GatewayError) as exc:
         call({"authorization": f"Bearer {plaintext}"})
