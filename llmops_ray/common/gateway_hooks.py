@@ -21,7 +21,8 @@ calls them in the order the config lists the hooks (``gateway.hooks`` in a serve
                       keep it cheap and bounded
 ``end_stream``        after the engine's last chunk, before ``data: [DONE]``: extra chunks to
                       send (text a windowed filter still holds back)
-``on_response``       the whole non-streamed response body (dict); return it (changed or not)
+``on_response``       the whole non-streamed response body (dict); return it (changed or not);
+                      runs in a worker thread, off the event loop
 ``after_response``    once the response is finished (ok or error), as a background task that
                       never delays the client; exceptions are logged and dropped
 ``extra_models``      model names the hook serves itself (stacks), listed in ``/v1/models``

@@ -47,19 +47,67 @@ def tokens(text: str) -> list[str]:
     return [t.lower() for t in TOKEN_RE.findall(text)]
 
 
-def _join_wrapped(prev: str, line: str) -> Optional[str]:
-    """``prev + line`` when ``line`` continues a sentence wrapped across lines, else None."""
+def _wrap_separator(prev: str, line: str) -> Optional[str]:
+    """What joins ``line`` to ``prev`` when it continues a sentence wrapped across lines.
+
+    ``""`` (Chinese halves), ``" "`` (words), ``"-"`` (a hyphenated word: drop the hyphen), or
+    None when ``line`` starts a line of its own. Only the start of ``prev`` (block markers, at
+    most 42 characters) and its last two characters matter, so a long line is passed as a
+    short view of both ends.
+    """
     if not prev or not line or _BLOCK_START_RE.match(line) or _BLOCK_START_RE.match(prev):
         return None
     if prev.endswith("-") and len(prev) > 1 and prev[-2].isalpha() and line[0].islower():
-        return prev[:-1] + line  # "infor-\nmation" -> "information"
+        return "-"  # "infor-" + "mation" -> "information"
     if prev.endswith(_SENTENCE_END):
         return None
     if is_cjk(prev[-1]) and is_cjk(line[0]):
-        return prev + line  # Chinese has no spaces between wrapped halves
+        return ""  # Chinese has no spaces between wrapped halves
     if line[0].islower() or line[0].isdigit() or (prev[-1].isalnum() and line[0].isalpha()):
-        return prev + " " + line
+        return " "
     return None
+
+
+class _MergedLine:
+    """A line rebuilt from wrapped pieces and joined once at the end: linear in its length
+    (joining as it goes copied the whole line per piece, quadratic for hard-wrapped files)."""
+
+    _HEAD = 64  # longer than any block marker; a view this long never matches the ``:$`` rule
+
+    def __init__(self, first: str):
+        self.pieces = [first]
+        self.head = first[: self._HEAD]
+        self.tail = first[-3:]
+        self.size = len(first)
+
+    def view(self) -> str:
+        """The line itself when short, else its first 64 and last 2 characters."""
+        return self.head if self.size <= self._HEAD else self.head + self.tail[-2:]
+
+    def append(self, sep: str, line: str) -> None:
+        if sep == "-":
+            self.pieces[-1] = self.pieces[-1][:-1]
+            self.tail, self.size, sep = self.tail[:-1], self.size - 1, ""
+        self.pieces += [sep, line]
+        self.tail = (self.tail + sep + line)[-3:]
+        self.size += len(sep) + len(line)
+        if self.size <= self._HEAD or len(self.head) < self._HEAD:
+            self.head = "".join(self.pieces)[: self._HEAD]
+
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+
+def _merge_wrapped(lines: list[str]) -> list[str]:
+    """Consecutive non-empty lines with wrapped sentences joined back together."""
+    merged: list[_MergedLine] = []
+    for line in lines:
+        sep = _wrap_separator(merged[-1].view(), line) if merged else None
+        if sep is None:
+            merged.append(_MergedLine(line))
+        else:
+            merged[-1].append(sep, line)
+    return [m.text() for m in merged]
 
 
 def clean_text(text: str) -> str:
@@ -75,13 +123,7 @@ def clean_text(text: str) -> str:
     for block in re.split(r"\n\s*\n", text):
         lines = [_SPACES_RE.sub(" ", ln).strip() for ln in block.split("\n")]
         lines = [ln for ln in lines if ln]
-        merged: list[str] = []
-        for line in lines:
-            joined = _join_wrapped(merged[-1], line) if merged else None
-            if joined is None:
-                merged.append(line)
-            else:
-                merged[-1] = joined
+        merged = _merge_wrapped(lines)
         if merged:
             paragraphs.append("\n".join(merged))
     return "\n\n".join(paragraphs)

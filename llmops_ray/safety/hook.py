@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 from typing import Any
 
 from pydantic import Field, model_validator
@@ -41,15 +42,34 @@ from llmops_ray.safety.output_rail import OutputStreamGuard
 from llmops_ray.safety.rails import InputResult, Rails, get_rails, prompt_chars, text_chars
 from llmops_ray.common.gateway_hooks import GatewayError, GatewayHook
 
+logger = logging.getLogger(__name__)
+
 
 def audit_blocked(decision: RailDecision, ctx: Any) -> None:
-    """Audit one blocked request (no user text: rail, reason, score, who, which model)."""
+    """Audit one blocked request (no user text: rail, reason, score, who, which model).
+
+    Appending takes a file lock another writer may hold: called on an event loop's thread (a
+    streamed chunk), the write goes to a worker thread instead of blocking the loop.
+    """
+    key = getattr(ctx, "principal", None)
+    fields = dict(rail=decision.name, reason=decision.reason, score=round(decision.score, 4),
+                  request_id=getattr(ctx, "request_id", None), tenant=getattr(ctx, "tenant", None),
+                  key_id=getattr(key, "key_id", None), model=getattr(ctx, "requested_model", None))
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        _write_audit(fields)
+        return
+    loop.run_in_executor(None, _write_audit, fields)
+
+
+def _write_audit(fields: dict[str, Any]) -> None:
     from llmops_ray.common.audit import audit
 
-    key = getattr(ctx, "principal", None)
-    audit("request.blocked", rail=decision.name, reason=decision.reason, score=round(decision.score, 4),
-          request_id=getattr(ctx, "request_id", None), tenant=getattr(ctx, "tenant", None),
-          key_id=getattr(key, "key_id", None), model=getattr(ctx, "requested_model", None))
+    try:
+        audit("request.blocked", **fields)
+    except OSError:
+        logger.exception("could not audit blocked request %s", fields.get("request_id"))
 
 
 class RailsHookConfig(StrictModel):
@@ -129,12 +149,12 @@ class RailsHook(GatewayHook):
         except InputTooLarge as exc:
             self._record(ctx, [exc.decision])
             if self.audit_blocked:
-                audit_blocked(exc.decision, ctx)
+                await asyncio.to_thread(audit_blocked, exc.decision, ctx)
             raise GatewayError(TOO_LARGE_STATUS, str(exc), code=TOO_LARGE_CODE, param=exc.param) from None
         self._record(ctx, result.decisions)
         if result.blocked is not None:
             if self.audit_blocked:
-                audit_blocked(result.blocked, ctx)
+                await asyncio.to_thread(audit_blocked, result.blocked, ctx)
             raise GatewayError(400, blocked_message(result.blocked), code=BLOCKED_CODE)
         key = "messages" if ctx.route == "chat" else "prompt"
         ctx.body[key] = result.messages

@@ -18,7 +18,7 @@ import base64
 import json
 import logging
 import time
-from typing import Any, AsyncGenerator
+from typing import Any, AsyncGenerator, Iterator
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -347,8 +347,9 @@ class Gateway(OpenAiIngress):
         headers = {"X-Request-Id": ctx.request_id, **ctx.response_headers}
         if isinstance(first_chunk, NON_STREAMING_RESPONSE_TYPES):
             payload = first_chunk.model_dump()
-            for hook in self._hooks:
-                payload = hook.on_response(ctx, payload)
+            if self._hooks:
+                # Output rails scan the whole answer (linear, but ~ms per KB): off the loop.
+                payload = await asyncio.to_thread(self._on_response, ctx, payload)
             ctx.usage = payload.get("usage")
             if self._hooks:
                 ctx.output_text = [
@@ -359,6 +360,11 @@ class Gateway(OpenAiIngress):
         ctx.first_chunk_at = time.perf_counter()
         body = self._stream_with_hooks(ctx, gen) if self._hooks else self._stream_plain(ctx, gen)
         return StreamingResponse(body, media_type="text/event-stream", headers=headers)
+
+    def _on_response(self, ctx: RequestContext, payload: dict[str, Any]) -> dict[str, Any]:
+        for hook in self._hooks:
+            payload = hook.on_response(ctx, payload)
+        return payload
 
     async def _stream_plain(self, ctx: RequestContext, gen: AsyncGenerator) -> AsyncGenerator[str, None]:
         """Fast path without hooks: the engine's SSE text passes through unparsed."""
@@ -524,17 +530,28 @@ class Gateway(OpenAiIngress):
         except Exception as exc:  # noqa: BLE001
             logger.exception("embeddings request %s failed", ctx.request_id)
             return self._fail(ctx, GatewayError(500, f"internal error ({type(exc).__name__}); request id {ctx.request_id}"))
-        data = []
-        for i, vec in enumerate(vectors):
-            vec = vec.astype("<f4")
-            emb = base64.b64encode(vec.tobytes()).decode() if fmt == "base64" else vec.tolist()
-            data.append({"object": "embedding", "index": i, "embedding": emb})
         ctx.usage = {"prompt_tokens": tokens, "total_tokens": tokens}
         self._finish(ctx)
-        return JSONResponse(
-            {"object": "list", "data": data, "model": ctx.model, "usage": ctx.usage},
+        # Streamed in pieces: one JSON body of 2048 float vectors is ~15 MB, over what a Serve
+        # replica may hand the proxy in one message (4 MiB); pieces of 64 vectors stay far below.
+        return StreamingResponse(
+            _embedding_body(vectors, fmt, ctx.model, ctx.usage),
+            media_type="application/json",
             headers={"X-Request-Id": ctx.request_id, **ctx.response_headers},
         )
+
+
+def _embedding_body(vectors: Any, fmt: str, model: str, usage: dict, per_piece: int = 64) -> Iterator[str]:
+    """The OpenAI embeddings response as JSON text in pieces of ``per_piece`` vectors."""
+    yield '{"object": "list", "data": ['
+    for start in range(0, len(vectors), per_piece):
+        items = []
+        for i in range(start, min(start + per_piece, len(vectors))):
+            vec = vectors[i].astype("<f4")
+            emb = base64.b64encode(vec.tobytes()).decode() if fmt == "base64" else vec.tolist()
+            items.append(json.dumps({"object": "embedding", "index": i, "embedding": emb}))
+        yield ("," if start else "") + ",".join(items)
+    yield "], " + json.dumps({"model": model, "usage": usage})[1:]
 
 
 def _count_tokens(embedder: Any, texts: list[str]) -> int:

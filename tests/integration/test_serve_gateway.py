@@ -184,6 +184,20 @@ def test_embeddings(client):
     assert resp.usage.prompt_tokens > 0
 
 
+def test_embeddings_of_a_full_batch(client):
+    # 2048 float vectors are ~15 MB of JSON: one message that large from the replica was a 500
+    # (from ~520 inputs on); the body is streamed in pieces now.
+    import numpy as np
+
+    texts = [f"item {i} of a large batch" for i in range(2048)]
+    resp = client.embeddings.create(model="all-minilm-l6-v2", input=texts, encoding_format="float")
+    assert [d.index for d in resp.data] == list(range(2048))
+    vectors = np.array([d.embedding for d in resp.data])
+    assert vectors.shape == (2048, 384)
+    one = client.embeddings.create(model="all-minilm-l6-v2", input=texts[1500], encoding_format="float")
+    assert np.allclose(one.data[0].embedding, vectors[1500], atol=1e-4)
+
+
 # --------------------------------------------------------------------------- routing
 
 

@@ -97,3 +97,27 @@ def test_list_files(tmp_path):
         (tmp_path / name).write_text("x", encoding="utf-8")
     files = list_files([str(tmp_path / "d"), str(tmp_path / "f.txt")])
     assert files == sorted([str(tmp_path / "d" / "a.md"), str(tmp_path / "d" / "e.HTML"), str(tmp_path / "f.txt")])
+
+
+def test_clean_text_hard_wrapped_is_linear():
+    # Joining wrapped lines one at a time copied the whole line per piece: quadratic (8.6 s for
+    # 1 MB of "word\n"). Same growth check as tests/unit/test_safety_growth.py.
+    from test_safety_growth import _assert_linear
+
+    _assert_linear(clean_text, lambda n: ("word\n" * (n // 5 + 1))[:n], small=20_000)
+
+
+@pytest.mark.parametrize(
+    ("raw", "want"),
+    [
+        ("a long sen-\ntence that wraps", "a long sentence that wraps"),
+        ("x" * 80 + "\ncontinued", "x" * 80 + " continued"),
+        ("y" * 70 + " infor-\nmation", "y" * 70 + " information"),
+        ("第一行中文\n第二行", "第一行中文第二行"),
+        ("Heading:\nNext line", "Heading:\nNext line"),
+        ("#\nx\nmore", "# x\nmore"),  # the joined "# x" reads as a heading
+        ("- item one\n- item two", "- item one\n- item two"),
+    ],
+)
+def test_clean_text_wrap_rules_hold_on_long_lines(raw, want):
+    assert clean_text(raw) == want
