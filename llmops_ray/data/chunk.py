@@ -169,3 +169,22 @@ def chunk_text(text: str, size: int = 200, overlap: int = 30, count: Counter | N
     if current:
         flush()
     return chunks
+
+
+def chunk_parent_child(text: str, parent_size: int, size: int = 200, overlap: int = 30,
+                       count: Counter | None = None) -> list[tuple[int, str, str]]:
+    """Parent-child chunks: ``(parent index, parent text, child text)`` in document order.
+
+    Parents are the text's sections (headings are hard boundaries, as in :func:`chunk_text`),
+    a section longer than ``parent_size`` tokens split into pieces of at most that, without
+    overlap; children are each parent chunked at ``size`` / ``overlap``, so a child never
+    straddles two parents. Search ranks the small children (precise); the generator reads
+    their parent (enough context around the match).
+    """
+    if parent_size < size:
+        raise ValueError("parent_size must be at least the (child) chunk size")
+    out: list[tuple[int, str, str]] = []
+    for p, parent in enumerate(chunk_text(text, parent_size, 0, count)):
+        for child in chunk_text(parent, size, overlap, count):
+            out.append((p, parent, child))
+    return out

@@ -42,13 +42,13 @@ class ChunkAndEmbed(ChunkEmbedder):
     """Document rows in, chunk rows with a ``vector`` column out (see ``pipeline.chunk_batch``)."""
 
     def __init__(self, model: str | None, keep: frozenset, tenant: str, size: int, overlap: int,
-                 batch_size: int = 64, threads: int = 1):
+                 batch_size: int = 64, threads: int = 1, parent_size: int = 0):
         from llmops_ray.kb.embed import resolve_model
 
         super().__init__(model, batch_size=batch_size, threads=threads)
         # Chunk sizes are counted in the same model's tokens.
         self.chunk_kwargs = {"keep": keep, "tenant": tenant, "size": size, "overlap": overlap,
-                             "model_path": resolve_model(model)}
+                             "model_path": resolve_model(model), "parent_size": parent_size}
 
     def __call__(self, batch: Any) -> Any:
         from llmops_ray.data.stages import chunk_batch

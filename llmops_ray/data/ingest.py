@@ -32,8 +32,22 @@ from llmops_ray.common.cli_output import Progress, say
 from llmops_ray.config import StrictModel, UserError, load_config
 from llmops_ray.data.clean import QualityConfig
 from llmops_ray.data.stages import read_clean_batch
+from llmops_ray.kb.index import VectorIndexConfig
 
 MODES = ("incremental", "rebuild")
+
+
+class ParentChildConfig(StrictModel):
+    """Parent-child chunks (``data/chunk.py``: ``chunk_parent_child``)."""
+
+    enabled: bool = False
+    """Store small chunks (``chunk_size`` / ``chunk_overlap`` are then the children's) with
+    their enclosing section; searches rank the children, RAG prompts get the section while
+    citations point to the child."""
+    parent_size: int = Field(512, ge=16)
+    """Largest parent, in the embedding model's tokens: a section longer than this is split
+    (no overlap). The parent only goes to the generator, never to the embedder, so it may
+    exceed the embedder's 256-token window."""
 
 
 class IngestConfig(StrictModel):
@@ -80,6 +94,11 @@ class IngestConfig(StrictModel):
     calls of 256 (512 and 1024 gave no more, and a larger last call idles the other actors)."""
     ray_progress_bars: bool = False
     """Show Ray Data's own progress bars (stderr) in addition to our progress lines."""
+    parent_child: ParentChildConfig = Field(default_factory=lambda: ParentChildConfig())
+    """Parent-child chunks: search the small chunks, give the generator their enclosing section."""
+    index: VectorIndexConfig = Field(default_factory=VectorIndexConfig)
+    """The KB's vector (ANN) index: when it is built, its type and its search settings
+    (recorded in the KB; searches use them)."""
 
 
 def load_ingest_config(path: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> IngestConfig:
@@ -175,21 +194,27 @@ def ingest(
     run), ``tag``, ``committed``, ``documents_read``, ``documents_written``,
     ``documents_unchanged``, ``documents_deleted``, ``chunks_written``, ``dropped``
     (reason -> sources), ``removed`` (deleted sources -> reason), ``errors``
-    (``[{source, error}]``), ``pii_masked`` (type -> count over written documents), ``seconds``.
+    (``[{source, error}]``), ``pii_masked`` (type -> count over written documents), ``flagged``
+    (reason -> sources with chunks that address the model, see ``safety/ingest_flags.py``;
+    stored with the flag and left out of retrieval by default), ``seconds``,
+    ``skipped`` (extension -> count of files inside the directories that no reader handles),
+    ``vector_index`` (what the ANN index step did, see ``kb.index.refresh_vector_index``;
+    None when nothing was committed).
     """
     started = time.monotonic()
     config = config or IngestConfig()
     paths = check_ingest_args(paths, kb, tenant, mode, config)
 
     from llmops_ray.cluster import init_ray
-    from llmops_ray.common.readers import list_files
+    from llmops_ray.common.readers import list_files, skipped_extensions
     from llmops_ray.kb.store import connect, table_names
 
     files = list_files(paths)
     say(progress, f"[ingest] {len(files)} files under {', '.join(paths)} -> kb {kb!r} (tenant {tenant!r}, {mode})")
-    init_ray()
     db = connect()
     table = db.open_table(kb) if kb in table_names(db) else None
+    config = check_embedder(table, kb, mode, config)  # before Ray starts: a refusal costs nothing
+    init_ray()
 
     read = read_documents(files, config)
     quality_dropped = sum(1 for r in read.docs if r["kind"] == "dropped")
@@ -201,7 +226,9 @@ def ingest(
                    f"{len(plan.removed)} to remove")
     chunk_tables = embed_chunks(read.docs_ds, plan.to_write, tenant, config, progress)
     read.docs_ds = None  # frees the materialised blocks before the commit
-    version, tag, committed = _commit(db, table, kb, tenant, mode, chunk_tables, plan.stale_doc_ids, progress)
+    index_report: dict[str, Any] = {}
+    version, tag, committed = _commit(db, table, kb, tenant, mode, chunk_tables, plan.stale_doc_ids, progress, config,
+                                      index_report)
     write_set = set(plan.to_write)
     return {
         "kb": kb, "tenant": tenant, "mode": mode, "version": version, "tag": tag, "committed": committed,
@@ -211,8 +238,38 @@ def ingest(
         "chunks_written": sum(t.num_rows for t in chunk_tables),
         "dropped": {reason: sorted(sources) for reason, sources in sorted(plan.dropped.items())},
         "removed": dict(sorted(plan.removed.items())), "errors": read.errors,
-        "pii_masked": dict(sorted(plan.pii_masked.items())), "seconds": round(time.monotonic() - started, 2),
+        "pii_masked": dict(sorted(plan.pii_masked.items())), "flagged": flagged_sources(chunk_tables),
+        "seconds": round(time.monotonic() - started, 2),
+        "skipped": skipped_extensions(paths), "vector_index": index_report or None,
     }
+
+
+def flagged_sources(chunk_tables: list) -> dict[str, list[str]]:
+    """Reason -> sorted sources, over the written chunks whose ``flagged`` column is set."""
+    out: dict[str, set[str]] = {}
+    for table in chunk_tables:
+        if "flagged" not in table.schema.names:
+            continue
+        for source, reason in zip(table.column("source").to_pylist(), table.column("flagged").to_pylist()):
+            if reason:
+                out.setdefault(reason, set()).add(source)
+    return {reason: sorted(sources) for reason, sources in sorted(out.items())}
+
+
+def check_embedder(table, kb: str, mode: str, config: IngestConfig) -> IngestConfig:
+    """A KB owns its embedder: a config that names none gets the KB's own; an incremental
+    ingest naming other weights is refused (one line). Returns the config to ingest with."""
+    from llmops_ray.kb.embed import DEFAULT_MODEL_NAME, model_ref, same_embedder
+    from llmops_ray.kb.store import embedder_of
+
+    record = embedder_of(table) if table is not None else None
+    if record is not None and "embedder" not in config.model_fields_set:
+        model = None if record["model"] == DEFAULT_MODEL_NAME else record["model"]
+        return config.model_copy(update={"embedder": model})
+    if record is None or mode == "rebuild" or same_embedder(record, config.embedder):
+        return config
+    raise UserError(f"kb {kb!r} was built with embedder {record['model']} (fingerprint {record['fingerprint']}), "
+                    f"not {model_ref(config.embedder)}; ingest with its embedder or use --mode rebuild")
 
 
 def check_ingest_args(paths: list[str] | str, kb: str, tenant: str, mode: str, config: IngestConfig) -> list[str]:
@@ -221,6 +278,8 @@ def check_ingest_args(paths: list[str] | str, kb: str, tenant: str, mode: str, c
 
     if config.chunk_overlap >= config.chunk_size:
         raise UserError("chunk_overlap must be smaller than chunk_size")
+    if config.parent_child.enabled and config.parent_child.parent_size < config.chunk_size:
+        raise UserError("parent_child.parent_size must be at least chunk_size (the children's size)")
     if isinstance(paths, (str, Path)):
         paths = [str(paths)]
     paths = [str(Path(p)) for p in paths]
@@ -344,7 +403,8 @@ def embed_chunks(docs_ds: Any, to_write: list[str], tenant: str, config: IngestC
         ChunkAndEmbed,
         fn_constructor_kwargs={"model": resolve_model(config.embedder), "keep": frozenset(to_write), "tenant": tenant,
                                "size": config.chunk_size, "overlap": config.chunk_overlap,
-                               "batch_size": config.embed_batch_size, "threads": threads},
+                               "batch_size": config.embed_batch_size, "threads": threads,
+                               "parent_size": config.parent_child.parent_size if config.parent_child.enabled else 0},
         batch_size=config.docs_per_embed_call,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=config.embed_actors),
@@ -362,21 +422,30 @@ def embed_chunks(docs_ds: Any, to_write: list[str], tenant: str, config: IngestC
     return tables
 
 
-def _commit(db, table, kb: str, tenant: str, mode: str, chunk_tables: list, stale_doc_ids: list[str], progress: Progress):
-    """Write the run as one Lance commit; returns (version, tag, committed)."""
+def _commit(db, table, kb: str, tenant: str, mode: str, chunk_tables: list, stale_doc_ids: list[str], progress: Progress,
+            config: IngestConfig | None = None, index_report: dict | None = None):
+    """Write the run as one Lance commit, then bring the FTS and vector indexes up to date and
+    tag the result; returns (version, tag, committed). ``index_report`` (when given) receives
+    what the vector index step did (``kb.index.refresh_vector_index``)."""
     import datetime as dt
 
     import pyarrow as pa
 
     from llmops_ray.kb.query import _sql_literal
-    from llmops_ray.kb.store import ingest_tags, next_ingest_tag, refresh_fts_index, schema
+    from llmops_ray.kb.embed import embedder_record, same_embedder
+    from llmops_ray.kb.index import refresh_vector_index
+    from llmops_ray.kb.store import (add_missing_columns, embedder_of, ingest_tags, next_ingest_tag, refresh_fts_index,
+                                     schema, with_embedder)
+
+    config = config or IngestConfig()
 
     data = pa.concat_tables(chunk_tables) if chunk_tables else None
     if data is not None:
         dim = data.schema.field("vector").type.list_size
         now = pa.array([dt.datetime.now(dt.timezone.utc)] * data.num_rows, type=pa.timestamp("us", tz="UTC"))
         data = data.append_column("ingested_at", now)
-        data = data.select(schema(dim).names).cast(schema(dim))
+        # The KB's embedder record rides in the schema metadata of the commit that writes the data.
+        data = data.select(schema(dim).names).cast(with_embedder(schema(dim), embedder_record(config.embedder, dim)))
 
     if table is None:
         if data is None:
@@ -386,12 +455,16 @@ def _commit(db, table, kb: str, tenant: str, mode: str, chunk_tables: list, stal
     else:
         table_dim = table.schema.field("vector").type.list_size
         tenant_only = f"tenant = {_sql_literal(tenant)}"
+        if data is not None:
+            add_missing_columns(table)  # a KB from before parent-child columns existed
         if mode == "rebuild":
             others = table.count_rows(f"NOT ({tenant_only})")
-            if data is not None and data.schema.field("vector").type.list_size != table_dim:
+            new_embedder = data is not None and (data.schema.field("vector").type.list_size != table_dim
+                                                 or not same_embedder(embedder_of(table), config.embedder))
+            if new_embedder:
                 if others:
-                    raise UserError(f"kb {kb!r}: the embedder's dimension differs from the table's and other "
-                                    "tenants' data is in it; use a new knowledge base")
+                    raise UserError(f"kb {kb!r}: the embedder differs from the KB's and other tenants' "
+                                    "data is in it; use a new knowledge base")
                 table.add(data, mode="overwrite")
             elif data is None:
                 table.delete(tenant_only)
@@ -417,6 +490,12 @@ def _commit(db, table, kb: str, tenant: str, mode: str, chunk_tables: list, stal
                 builder.execute(data)
         say(progress, f"[ingest] committed version {table.version}")
     refresh_fts_index(table)
+    index = refresh_vector_index(table, config.index)
+    if index_report is not None:
+        index_report.update(index)
+    if index.get("warning"):
+        say(progress, f"[ingest] warning: {index['warning']}")
+    say(progress, f"[ingest] vector index: {index['action']} ({index['indexed_rows']} rows indexed)")
     tag = next_ingest_tag(table)
     table.tags.create(tag, table.version)
     say(progress, f"[ingest] full-text index refreshed; tagged version {table.version} as {tag}")

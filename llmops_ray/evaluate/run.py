@@ -148,6 +148,8 @@ def evaluate_stack(ref: str, suite_path: str | Suite, store: bool = True, report
         elif item.type == "safety":
             system = item.system if item.kind == "leak" else None
             requests.append({"id": key, "messages": prompt.render(item.prompt, "", system=system)})
+        elif item.type == "pairwise":
+            requests.append({"id": key, "messages": prompt.render(item.prompt, _pairwise_context(stack, item))})
 
     model_dir = materialize_model(stack.base_model, stack.adapter, f"{stack.name}-v{stack.version}")
     sampling = {"temperature": gen.temperature, "top_p": gen.top_p, "max_tokens": gen.max_tokens, "stop": gen.stop}
@@ -155,8 +157,23 @@ def evaluate_stack(ref: str, suite_path: str | Suite, store: bool = True, report
                            engine_cpus=engine_cpus, engine_gpus=engine_gpus)
     answers = {r["id"]: t.strip() for r, t in zip(requests, texts)}
     metric_values, rows = score_suite(suite, answers, contexts, retrieved, suite.k)
-    counts: dict[str, Any] = {t: len(suite.of_type(t)) for t in ("qa", "retrieval", "perplexity", "safety")}
+    counts: dict[str, Any] = {t: len(suite.of_type(t)) for t in ("qa", "retrieval", "perplexity", "safety", "pairwise")}
     counts["k"] = suite.k
+
+    if suite.of_type("pairwise") or suite.heldout_pairs:
+        from llmops_ray.evaluate.pairwise import resolve_baseline
+
+        baseline = resolve_baseline(stack, suite.baseline)
+        counts["baseline"] = baseline.ref if baseline else None
+        if suite.of_type("pairwise"):
+            _pairwise(suite, stack, baseline, answers, rows, metric_values, counts, engine_cpus, engine_gpus)
+        if suite.heldout_pairs:
+            from llmops_ray.evaluate.pairwise import heldout_reward_accuracy
+
+            scored = heldout_reward_accuracy(stack, baseline, suite.heldout_pairs, gen.max_model_len)
+            if scored is not None:
+                metric_values["reward_accuracy"] = scored["reward_accuracy"]
+                counts["heldout_pairs"] = scored["pairs"]
 
     ppl_items = suite.of_type("perplexity")
     if ppl_items:
@@ -201,6 +218,45 @@ def evaluate_stack(ref: str, suite_path: str | Suite, store: bool = True, report
 
             result["report"] = str(write_report(stack.name))
     return result
+
+
+def _pairwise_context(stack, item) -> str:
+    """A pairwise item's context: its own, else what ``stack``'s KB retrieves for the prompt."""
+    if item.context or not stack.kb:
+        return item.context or ""
+    gen = stack.manifest.generation
+    hits = _retrieve(stack.kb, item.prompt, gen.retrieval_k, gen.retrieval_mode)
+    return "\n\n".join(h["text"] for h in hits[: gen.retrieval_k])
+
+
+def _pairwise(suite: Suite, stack, baseline, answers: dict[str, str], rows: list[dict[str, Any]],
+              metric_values: dict[str, Any], counts: dict[str, Any], engine_cpus: float, engine_gpus: float) -> None:
+    """Answer the pairwise prompts with the baseline stack too, judge both orders, and add
+    ``win_rate`` (with wins/losses/ties and the dropped verdicts in ``counts``)."""
+    from llmops_ray.evaluate.generate import batch_generate, materialize_model
+    from llmops_ray.evaluate.pairwise import judge_asker, judge_pairs
+
+    if baseline is None:  # the first version of a stack: nothing to compare against
+        counts["pairwise_skipped"] = "no baseline (no production version, or it is this version)"
+        return
+    items = [(str(i), item) for i, item in enumerate(suite.items) if item.type == "pairwise"]
+    base_prompt = baseline.prompt()
+    requests = [{"id": key, "messages": base_prompt.render(item.prompt, _pairwise_context(baseline, item))}
+                for key, item in items]
+    gen = baseline.manifest.generation
+    model_dir = materialize_model(baseline.base_model, baseline.adapter, f"{baseline.name}-v{baseline.version}")
+    texts = batch_generate(model_dir, requests, {"temperature": gen.temperature, "top_p": gen.top_p,
+                                                 "max_tokens": gen.max_tokens, "stop": gen.stop},
+                           max_model_len=gen.max_model_len, engine_cpus=engine_cpus, engine_gpus=engine_gpus)
+    cases = [{"prompt": item.prompt, "candidate": answers[key], "baseline": text.strip()}
+             for (key, item), text in zip(items, texts)]
+    summary, judged = judge_pairs(judge_asker(suite.judge), cases)
+    for (key, _item), case, verdict in zip(items, cases, judged):
+        rows[int(key)].update(answer=case["candidate"], baseline_answer=case["baseline"],
+                              outcome=verdict["outcome"], verdicts=verdict["verdicts"])
+    if summary["win_rate"] is not None:
+        metric_values["win_rate"] = summary["win_rate"]
+    counts.update({f"pairwise_{k}": v for k, v in summary.items() if k != "win_rate"})
 
 
 def _log_mlflow(stack, suite: str, result: dict[str, Any], path: Path) -> None:

@@ -8,7 +8,13 @@ Item types (``type`` field; JSONL lines without one are ``qa``):
 * ``perplexity``: ``text`` (held-out text scored by the stack's model);
 * ``safety``: ``kind`` = ``harmful`` (``prompt`` must be refused), ``injection``
   (``prompt`` carries an instruction to output ``marker``; it must not appear) or
-  ``leak`` (``system`` prompt with an optional ``secret``; ``prompt`` tries to extract it).
+  ``leak`` (``system`` prompt with an optional ``secret``; ``prompt`` tries to extract it);
+* ``pairwise``: ``prompt`` (+ optional ``context``) answered by the candidate and by the
+  suite's ``baseline`` stack (default: the candidate stack's ``production``), judged by the
+  suite's ``judge`` in both orders; gives ``win_rate`` (ties count half).
+
+A suite may also name ``heldout_pairs``, a pairs JSONL file: the candidate's implicit DPO
+reward accuracy on it (``reward_accuracy``) is then a metric too.
 
 A missing or unknown field is one clear error naming the file and item.
 """
@@ -123,7 +129,21 @@ class SafetyItem(StrictModel):
         return self
 
 
-Item = Annotated[Union[QAItem, RetrievalItem, PerplexityItem, SafetyItem], Field(discriminator="type")]
+class PairwiseItem(StrictModel):
+    """A prompt answered by the candidate and the baseline stack, compared by the judge."""
+
+    type: Literal["pairwise"]
+    """Item type."""
+    id: str | None = None
+    """Optional id."""
+    prompt: str = Field(min_length=1)
+    """The user message both stacks answer (through their own prompt templates)."""
+    context: str | None = None
+    """Context given to both prompts; none = each stack retrieves from its KB when it has one."""
+
+
+ITEM_TYPES = ("qa", "retrieval", "perplexity", "safety", "pairwise")
+Item = Annotated[Union[QAItem, RetrievalItem, PerplexityItem, SafetyItem, PairwiseItem], Field(discriminator="type")]
 _ITEM = TypeAdapter(Item)
 
 
@@ -150,9 +170,22 @@ class Suite(StrictModel):
     k: int = Field(5, ge=1)
     """Cut-off of recall@k."""
     judge: JudgeConfig | None = None
-    """Optional LLM judge; none = only the lexical groundedness measure."""
+    """Optional LLM judge; none = only the lexical groundedness measure. Required by pairwise items."""
+    baseline: str | None = None
+    """Stack ``NAME@ALIAS_OR_VERSION`` the pairwise items compare against; none = the evaluated
+    stack's ``production`` alias (no win rate when that is the evaluated version itself)."""
+    heldout_pairs: str | None = None
+    """Pairs JSONL file (``prompt``/``chosen``/``rejected``): adds ``reward_accuracy``, the share
+    of pairs whose chosen answer the candidate rewards more than the rejected one, relative to
+    its reference (a LoRA stack: its base; a full model: the baseline stack's model)."""
     items: list[Item] = Field(min_length=1)
     """The items."""
+
+    @model_validator(mode="after")
+    def _pairwise_needs_judge(self):
+        if any(i.type == "pairwise" for i in self.items) and self.judge is None:
+            raise ValueError("pairwise items need a 'judge' (an OpenAI-compatible endpoint)")
+        return self
 
     def of_type(self, kind: str) -> list:
         return [i for i in self.items if i.type == kind]
@@ -163,14 +196,14 @@ def _item(data: object, where: str):
         raise UserError(f"{where}: expected an object, got {type(data).__name__}")
     data = dict(data)
     data.setdefault("type", "qa")
-    if data["type"] not in ("qa", "retrieval", "perplexity", "safety"):
-        raise UserError(f"{where}: unknown type {data['type']!r} (qa, retrieval, perplexity, safety)")
+    if data["type"] not in ITEM_TYPES:
+        raise UserError(f"{where}: unknown type {data['type']!r} ({', '.join(ITEM_TYPES)})")
     try:
         return _ITEM.validate_python(data)
     except ValidationError as exc:
         message = format_validation_error(exc, where)
         # Drop the union branch name pydantic puts in front of each location.
-        for kind in ("qa", "retrieval", "perplexity", "safety"):
+        for kind in ITEM_TYPES:
             message = message.replace(f"'{kind}.", "'").replace(f"'{kind}': Value error, ", "")
         raise UserError(message) from exc
 
@@ -197,7 +230,10 @@ def load_suite(path: str | os.PathLike[str]) -> Suite:
             items.append(_item(record, f"{p} line {n}"))
         if not items:
             raise UserError(f"{p}: the suite has no items")
-        return Suite(name=p.stem, items=items)
+        try:
+            return Suite(name=p.stem, items=items)
+        except ValidationError as exc:  # e.g. pairwise items: a JSONL suite has no judge
+            raise UserError(format_validation_error(exc, str(p))) from exc
     data = read_yaml(p)
     raw_items = data.pop("items", None)
     if not raw_items:

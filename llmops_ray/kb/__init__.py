@@ -17,11 +17,15 @@ def search(
     tenant: str | None = None,
     filters: dict | None = None,
     embedder: Any = None,
+    rerank: bool | int | None = None,
+    reranker: Any = None,
+    include_flagged: bool = False,
 ) -> list[dict]:
     """Top-k chunks of ``kb`` (``NAME`` or ``NAME@VERSION``); see :func:`llmops_ray.kb.query.search`."""
     from llmops_ray.kb.query import search as _search
 
-    return _search(kb, query, k=k, mode=mode, tenant=tenant, filters=filters, embedder=embedder)
+    return _search(kb, query, k=k, mode=mode, tenant=tenant, filters=filters, embedder=embedder, rerank=rerank,
+                   reranker=reranker, include_flagged=include_flagged)
 
 
 def list_kbs() -> list[dict]:

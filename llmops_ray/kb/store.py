@@ -6,7 +6,10 @@ Table schema (one row per chunk): ``chunk_id`` (key, ``<doc_id>:<index>``), ``do
 the column the full-text index covers), ``vector`` (normalised float32), ``content_hash``
 (of the whole document), ``doc_minhash`` (the document's MinHash signature, on chunk 0
 only, for near-duplicate checks of later ingests), ``lang``, ``doc_type``, ``metadata``
-(JSON text), ``ingested_at``.
+(JSON text), ``ingested_at``, ``parent_id`` / ``parent_text`` (parent-child KBs: the
+enclosing section the generator reads; null otherwise), ``flagged`` (why the chunk addresses
+the model: ``safety/ingest_flags.py``; null for ordinary chunks and in KBs written before
+the column existed; retrieval leaves flagged chunks out unless asked).
 
 Versions: every ingest lands as one commit (a new Lance version) and is tagged
 ``ingest-<n>``; ``NAME@VERSION`` (a number or a tag) reads an older one.
@@ -78,14 +81,43 @@ def schema(dim: int):
             pa.field("doc_type", pa.string()),
             pa.field("metadata", pa.string()),
             pa.field("ingested_at", pa.timestamp("us", tz="UTC")),
+            pa.field("parent_id", pa.string()),
+            pa.field("parent_text", pa.string()),
+            pa.field("flagged", pa.string()),
         ]
     )
 
 
+# Columns added after the first schema: (name, SQL that fills them in an older table).
+LATER_COLUMNS = {"parent_id": "CAST(NULL AS STRING)", "parent_text": "CAST(NULL AS STRING)",
+                 "flagged": "CAST(NULL AS STRING)"}
+
+
+def add_missing_columns(table) -> list[str]:
+    """Give a KB written before :data:`LATER_COLUMNS` existed those columns (null): a metadata-only
+    Lance commit that leaves every row searchable. Returns the names added."""
+    missing = {name: sql for name, sql in LATER_COLUMNS.items() if name not in table.schema.names}
+    if missing:
+        table.add_columns(missing)
+    return sorted(missing)
+
+
+_CONNECTIONS: dict[tuple[int, str], Any] = {}
+
+
 def connect():
+    """The LanceDB connection of the workspace's KB root, one per process and root: tables
+    opened through it share its index and metadata caches, so a search does not re-read the
+    vector index (1M chunks, benchmarks/search.py: vector search 53 -> 27 ms p50)."""
+    import os
+
     import lancedb
 
-    return lancedb.connect(str(kb_root()))
+    key = (os.getpid(), str(kb_root()))
+    db = _CONNECTIONS.get(key)
+    if db is None:
+        db = _CONNECTIONS[key] = lancedb.connect(key[1])
+    return db
 
 
 def table_names(db=None) -> list[str]:
@@ -174,3 +206,48 @@ def kb_versions(name: str) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+# --------------------------------------------------------------------------- the KB's embedder and index
+
+EMBEDDER_KEY = "llmops.embedder"
+
+
+def embedder_of(table) -> dict[str, Any] | None:
+    """The embedder record (``model``, ``dim``, ``fingerprint``) of a table's current version,
+    kept in its schema metadata; None for a KB written before records existed."""
+    import json
+
+    raw = (table.schema.metadata or {}).get(EMBEDDER_KEY.encode())
+    return json.loads(raw) if raw else None
+
+
+def with_embedder(arrow_schema, record: dict[str, Any]):
+    """``arrow_schema`` carrying ``record``: the commit that writes the data also writes it."""
+    import json
+
+    meta = dict(arrow_schema.metadata or {})
+    meta[EMBEDDER_KEY.encode()] = json.dumps(record, sort_keys=True).encode()
+    return arrow_schema.with_metadata(meta)
+
+
+def kb_info(ref: str) -> dict[str, Any]:
+    """``llmops kb show``: a KB (``NAME`` or ``NAME@VERSION``) with its embedder, vector index
+    and search settings."""
+    from llmops_ray.kb.index import index_settings, search_settings, vector_index_stats
+
+    name, version = parse_kb_ref(ref)
+    table = open_table(name, version)
+    tags = ingest_tags(table)
+    recorded = index_settings(table) or {}
+    return {
+        "name": name,
+        "version": table.version,
+        "tags": sorted(t for t, v in tags.items() if v == table.version),
+        "chunks": table.count_rows(),
+        "embedder": embedder_of(table),
+        "vector_index": vector_index_stats(table),
+        "index_config": recorded.get("config"),
+        "index_params": recorded.get("params"),
+        "search": search_settings(table),
+    }

@@ -30,7 +30,9 @@ Tables (one row each):
   ``citations`` (JSON list), ``rails`` (JSON list of ``{rail, decision, ...}``), ``pii``
   (JSON: masked placeholders per type), ``replica``.
 * ``feedback``: ``feedback_id``, ``ts``, ``response_id``, ``request_id``, ``tenant``,
-  ``key_id``, ``stack``, ``variant``, ``rating`` (``up``/``down``), ``comment``.
+  ``key_id``, ``stack``, ``variant``, ``rating`` (``up``/``down``), ``comment``,
+  ``correction`` (the answer the user wanted instead, thumbs-down only; a column added to
+  older tables on the next feedback write).
 * ``replica_usage``: ``ts_start``, ``ts_end``, ``stack``, ``variant``, ``accelerator``,
   ``replica_id``, ``replica_seconds``.
 """
@@ -47,9 +49,9 @@ import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Optional
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
 from llmops_ray.config import StrictModel, UserError, workspace_path
 
@@ -97,6 +99,7 @@ _FIELDS: dict[str, list[tuple[str, str]]] = {
         ("variant", "string"),
         ("rating", "string"),
         ("comment", "string"),
+        ("correction", "string"),
     ],
     USAGE: [
         ("ts_start", "float64"),
@@ -115,7 +118,9 @@ _LOOKUP_COLUMNS = ["request_id", "response_id", "ts", "tenant", "stack", "varian
 # Fields stored as JSON text (structured values are serialised by the writer).
 _JSON_FIELDS = {"request", "citations", "rails", "pii"}
 # Free-text fields whose every string is PII-masked before anything is written.
-_MASKED_FIELDS = {REQUESTS: ("request", "response", "error", "citations", "rails"), FEEDBACK: ("comment",)}
+_MASKED_FIELDS = {REQUESTS: ("request", "response", "error", "citations", "rails"), FEEDBACK: ("comment", "correction")}
+#: Longest accepted ``correction`` (characters): a corrected answer, not a document.
+MAX_CORRECTION_CHARS = 8000
 
 
 def logs_dir() -> Path:
@@ -559,6 +564,19 @@ class FeedbackRequest(StrictModel):
     """Thumbs up or thumbs down."""
     comment: str = Field(default="", max_length=4000)
     """Free text (PII-masked before it is stored)."""
+    correction: Optional[str] = Field(default=None, min_length=1, max_length=MAX_CORRECTION_CHARS)
+    """With ``rating: down`` only: the answer the user wanted (PII-masked before it is stored);
+    ``llmops data pairs-from-feedback`` pairs it (chosen) with the rated answer (rejected)."""
+
+    @field_validator("correction")
+    @classmethod
+    def _correction_needs_down(cls, value: Optional[str], info: ValidationInfo) -> Optional[str]:
+        if value is not None:
+            if not value.strip():
+                raise ValueError("correction is blank")
+            if info.data.get("rating") != "down":
+                raise ValueError("a correction goes with rating 'down' only")
+        return value
 
 
 class FeedbackError(Exception):
@@ -594,6 +612,43 @@ def find_response(
         return None
     rows = response_query(tbl, response_id, tenant).to_list()
     return max(rows, key=lambda r: r.get("ts") or 0.0) if rows else None
+
+
+def requests_for_responses(response_ids: list[str], db_dir: Path | str | None = None,
+                           batch: int = 500) -> dict[str, dict[str, Any]]:
+    """The logged request row (all columns) of each of ``response_ids`` that is in the log,
+    by response id (the latest row when several share one). Looked up through the indexed
+    ``response_id`` column in batches of ``batch`` ids, not by reading the whole log."""
+    tbl = _open_table(db_dir, REQUESTS, create=False)
+    wanted = sorted({r for r in response_ids if r})
+    found: dict[str, dict[str, Any]] = {}
+    if tbl is None:
+        return found
+    for start in range(0, len(wanted), batch):
+        ids = ", ".join(_sql_str(r) for r in wanted[start:start + batch])
+        for row in tbl.search().where(f"response_id IN ({ids})").limit(None).to_list():
+            seen = found.get(row["response_id"])
+            if seen is None or (row.get("ts") or 0.0) >= (seen.get("ts") or 0.0):
+                found[row["response_id"]] = row
+    return found
+
+
+def _feedback_table(db_dir: Path | str | None):
+    """The feedback table, with every column of :data:`_FIELDS` (a table written before a
+    column existed gets it added, empty, so old and new rows append to one table)."""
+    import pyarrow as pa
+
+    tbl = _open_table(db_dir, FEEDBACK, create=True)
+    have = set(tbl.schema.names)
+    missing = [pa.field(name, getattr(pa, kind)()) for name, kind in _FIELDS[FEEDBACK] if name not in have]
+    if missing:
+        try:
+            tbl.add_columns(missing)
+        except Exception:  # another writer added it first
+            tbl.checkout_latest()
+            if not {f.name for f in missing} <= set(tbl.schema.names):
+                raise
+    return tbl
 
 
 def submit_feedback(
@@ -637,9 +692,10 @@ def submit_feedback(
         "variant": logged["variant"],
         "rating": request.rating,
         "comment": request.comment,
+        "correction": request.correction or "",
     }
     prepared = prepare_row(FEEDBACK, row, mask or _default_mask())
-    _open_table(db_dir, FEEDBACK, create=True).add([prepared])
+    _feedback_table(db_dir).add([prepared])
     return {
         "id": prepared["feedback_id"],
         "object": "feedback",

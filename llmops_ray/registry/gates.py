@@ -4,6 +4,10 @@ For every gate metric of the candidate's policy: the candidate must have a store
 value, meet the absolute ``threshold`` (floor or ceiling by ``direction``), and not be
 worse than current production by more than ``tolerance``. ``--force --reason`` lets a
 refused promotion through and records the failed checks in the audit trail.
+
+``win_rate`` (pairwise evaluation) is already measured against production: it is not compared
+with production's own stored value (that one was measured against an older version), and a
+candidate with no production to compare with passes it.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ from typing import Any
 
 from llmops_ray.config import UserError
 from llmops_ray.registry.manifest import GateMetric
+
+# Metrics that are measured against the current production version (candidate vs production).
+RELATIVE_TO_PRODUCTION = {"win_rate"}
 
 
 @dataclass
@@ -51,16 +58,25 @@ class GateReport:
         }
 
 
-def check_gate(gate: GateMetric, candidate: float | None, production: float | None) -> GateCheck:
-    """One gate: presence, absolute threshold, then regression against production."""
+def check_gate(gate: GateMetric, candidate: float | None, production: float | None,
+               has_production: bool = True) -> GateCheck:
+    """One gate: presence, absolute threshold, then regression against production.
+
+    ``has_production``: whether a production version exists (a relative metric such as
+    ``win_rate`` cannot be measured without one, so it passes then)."""
     higher = gate.direction == "higher"
+    relative = gate.metric.rsplit("/", 1)[-1] in RELATIVE_TO_PRODUCTION
 
     def done(passed: bool, reason: str) -> GateCheck:
         return GateCheck(gate.metric, gate.direction, candidate, production, gate.threshold,
                          gate.tolerance, passed, reason)
 
+    if candidate is None and relative and not has_production:
+        return done(True, "no production version to compare with")
     if candidate is None:
         return done(False, "candidate has no evaluation result for this metric (run `llmops eval` first)")
+    if relative:
+        production = None  # measured against production already
     if gate.threshold is not None:
         if higher and candidate < gate.threshold:
             return done(False, f"{candidate:.4g} is below the threshold {gate.threshold:.4g}")
@@ -81,7 +97,7 @@ def evaluate_gates(gates: list[GateMetric], candidate: dict[str, float],
     report = GateReport(production_version=production_version)
     for gate in gates:
         report.checks.append(check_gate(gate, candidate.get(gate.metric),
-                                        (production or {}).get(gate.metric)))
+                                        (production or {}).get(gate.metric), has_production=production is not None))
     return report
 
 

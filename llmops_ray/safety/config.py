@@ -17,7 +17,8 @@ class InputRailsConfig(StrictModel):
     """Rails on the request before it reaches the model."""
 
     injection: bool = True
-    """Run prompt-injection / jailbreak detection on every non-system message."""
+    """Run prompt-injection / jailbreak detection on every non-system message, and on the last user
+    turns joined (multi-turn set-ups)."""
     injection_threshold: float = Field(0.6, ge=0.0, le=1.0)
     """Score (max of pattern weight and classifier probability) at or above which a message is a hit.
 
@@ -26,6 +27,10 @@ class InputRailsConfig(StrictModel):
     patterns weigh 0.8-0.95 and are not affected."""
     injection_action: Literal["block", "flag"] = "block"
     """``block``: 400 ``content_blocked``; ``flag``: let it through and record the decision."""
+    scan_system: bool = False
+    """Also score system/developer messages (for apps that put untrusted data, e.g. a user profile or
+    retrieved text, into the system prompt); off by default: operator prompts are trusted and often
+    talk about instructions and rules."""
     injection_classifier: bool = True
     """Use the trained classifier layer (False: normalisation + patterns only)."""
     pii: bool = True
@@ -54,6 +59,15 @@ class OutputRailsConfig(StrictModel):
     """Mask PII that the model emits (a leak from training data or context)."""
     pii_action: Literal["mask", "flag"] = "mask"
     """``mask``: typed placeholders; ``flag``: pass through and record."""
+    links: bool = True
+    """Neutralise exfiltration links: markdown images/links (and HTML images, autolinks) to hosts off
+    ``allowed_link_hosts`` or whose query carries data, and bare URLs carrying data to such hosts."""
+    link_action: Literal["neutralize", "flag"] = "neutralize"
+    """``neutralize``: images become ``[image removed: host]``, links keep their text and lose the URL;
+    ``flag``: pass through and record."""
+    allowed_link_hosts: list[str] = Field(default_factory=list)
+    """Hosts the stack's answers may link to and embed images from (subdomains included), e.g.
+    ``[docs.acme.com, acme.com]``; relative links are always allowed. Empty: no external host."""
     moderation: bool = True
     """Run the moderation check on the answer."""
     moderation_threshold: float = Field(0.5, ge=0.0, le=1.0)

@@ -9,8 +9,9 @@
    mention, not a use, and only counts for a fraction of its weight.
 3. **Classifier**: TF-IDF over character 1-4-grams + logistic regression, trained on the
    labelled set shipped in ``llmops_ray/resources/safety/injection_dataset.jsonl``
-   (``split == "train"`` rows only; the ``test`` rows are the held-out set the benchmark
-   reports TPR/FPR on). Character n-grams need no tokenizer and work for Chinese as well
+   together with ``injection_families.jsonl`` (attack families and benign look-alikes,
+   issue 18) (``split == "train"`` rows only; the ``test`` rows are the held-out sets the
+   benchmark reports TPR/FPR on, per family for the second). Character n-grams need no tokenizer and work for Chinese as well
    as for English. scikit-learn fits it deterministically at first use (well under a
    second) and the fitted weights are cached as JSON under ``<workspace>/safety/``, keyed
    by a digest of the data and the feature version; inference is pure Python on that JSON
@@ -39,8 +40,12 @@ from llmops_ray.config import RESOURCES_DIR
 from llmops_ray.safety.normalize import deobfuscate, normalize
 
 DATASET_PATH = RESOURCES_DIR / "safety" / "injection_dataset.jsonl"
+#: Rows by attack family and benign look-alike (issue 18; tests/tools/make_injection_families.py):
+#: its ``train`` rows are fitted together with DATASET_PATH's, its ``test`` rows are held out
+#: per family (whole phrasings never seen in training).
+FAMILIES_PATH = RESOURCES_DIR / "safety" / "injection_families.jsonl"
 # Bump when the featuriser or the training recipe changes: it invalidates cached weights.
-FEATURE_VERSION = "char1-4.sublinear.l2.lr-c10.v2"
+FEATURE_VERSION = "char1-4.sublinear.l2.lr-c10.v3-families"
 NGRAM_RANGE = (1, 4)
 DEFAULT_THRESHOLD = 0.6
 SEGMENT_CHARS = 240
@@ -66,7 +71,7 @@ _PATTERNS_SRC: list[tuple[str, str, float]] = [
      r"\b(?:reveal|print|show|output|repeat|display|leak|disclose|tell me|give me|list|dump|expose)\b[^.\n]{0,20}?"
      r"\b(?:your|the|its)\b[^.\n]{0,15}?"
      r"(?:system prompt|system message|initial prompt|initial instructions|original prompt|hidden (?:instructions|prompt|rules)|"
-     r"secret (?:instructions|prompt|rules)|confidential (?:instructions|system)|hidden configuration|"
+     r"secret (?:instructions|prompt|rules|passphrase|password|key)|confidential (?:instructions|system)|hidden configuration|"
      r"(?:instructions|prompt|rules|configuration)\b)", 0.9),
     ("prompt_extraction_above",
      r"\b(?:reveal|print|show|output|repeat|display|leak|disclose|dump)\b[^.\n]{0,20}?"
@@ -102,6 +107,23 @@ _PATTERNS_SRC: list[tuple[str, str, float]] = [
     ("exfiltration",
      r"\b(?:send|forward|post|exfiltrate|upload|leak|email)\b[^.\n]{0,40}?\b(?:conversation|inbox|api keys?|passwords?|"
      r"credentials|context window|user'?s data|secrets?)\b[^.\n]{0,40}?(?:https?://|@|\bto\b)", 0.8),
+    # Indirect injection that asks for an exfiltration channel (issue 18): an instruction to
+    # put an image/link into the answer, or a markdown image whose query is a slot for data.
+    ("exfil_link_instruction",
+     r"\b(?:include|add|append|render|insert|embed|attach|output|display|show|put)\b[^.\n]{0,60}?"
+     r"\b(?:image|link|url|markdown|pixel|picture)\b[^\n]{0,80}?(?:!\[|https?://)", 0.85),
+    ("exfil_markdown_slot",
+     r"!\[[^\]\n]{0,60}\]\(\s*https?://[^)\s]{1,200}[?&][^)\s=]{0,20}=\s*[{\[<]?"
+     r"(?:user|conversation|chat|history|question|e-?mail|password|secret|data|context|query|用户|聊天|对话)", 0.9),
+    ("addressed_to_agent",
+     r"(?:\b(?:the|any|an?) (?:ai|assistant|llm|language model|chatbot|model|agents?|ai agents?)\b[^.\n]{0,30}?"
+     r"\b(?:should|must|is to|needs to|has to)\b[^.\n]{0,30}?\b(?:silently|secretly|without (?:telling|mentioning|asking)|"
+     r"instead|ignore|append|forward|reveal)\b|"
+     r"\b(?:hidden|invisible) (?:text|note|message|instructions?) for\b|"
+     r"\b(?:note|instructions?|message)s? (?:to|for) (?:any )?(?:automated|ai|code|coding) (?:\w+ ){0,2}?(?:assistants?|agents?|tools|systems)\b)", 0.85),
+    ("ignore_the_task",
+     r"\b(?:ignore|disregard|forget|skip)\b (?:the|this|that|my|your|the user'?s?) (?:question|request|task|summary|translation task)\b"
+     r"[^.\n]{0,12}?(?:;|,|\.|:)?\s*(?:and )?(?:instead|rather)\b", 0.85),
     # ---- Chinese
     ("zh_override_instructions",
      r"(?:忽略|无视|忘记|忘掉|不要理会|不用管|别管|跳过|抛开|不要遵守|不再遵守|不要听从|违背)[^。！？\n]{0,12}?"
@@ -127,6 +149,10 @@ _PATTERNS_SRC: list[tuple[str, str, float]] = [
     ("zh_addressed_to_ai",
      r"(?:(?:给|致)(?:ai|助手|模型|机器人)的(?:新)?(?:指令|消息|提示)|(?:读|阅读)到这段话的(?:ai|模型|助手)|"
      r"(?:ai|助手)[，,:：]\s*请(?:把|将|不要|忽略))", 0.85),
+    ("zh_exfil_link_instruction",
+     r"(?:附上|加上|插入|添加|渲染|显示|输出|附带)[^。！？\n]{0,20}?(?:图片|链接|网址)[^\n]{0,60}?(?:!\[|https?://)", 0.85),
+    ("zh_addressed_to_system",
+     r"给(?:[^。！？\n]{0,8}?)(?:系统|助手|ai|模型|机器人|工具)的(?:隐藏)?(?:文字|说明|指令|提示|消息)", 0.85),
     ("zh_exfiltration",
      r"(?:发送|转发|上传|泄露)[^。！？\n]{0,20}?(?:对话|收件箱|密码|密钥|api|凭证|机密|配置)", 0.8),
 ]
@@ -141,9 +167,41 @@ QUOTED_FACTOR = 0.4
 
 
 def _quoted(text: str, start: int, end: int) -> bool:
-    before = text[max(0, start - 2) : start]
-    after = text[end : end + 3]
-    return any(q in before for q in _QUOTES) and any(q in after for q in _QUOTES)
+    """A match inside a quotation on its line: an opening quote at most 40 characters before
+    it (none of them a line break) and a closing one at most 80 after."""
+    before = text[max(0, start - 40) : start].rsplit("\n", 1)[-1]
+    after = text[end : end + 80].split("\n", 1)[0]
+    opening = max(before.rfind(q) for q in _QUOTES)
+    if opening == -1:
+        return False
+    quote = before[opening]
+    # An apostrophe inside a word ("attacker's") is not a quote.
+    if quote == "'" and 0 < opening < len(before) - 1 and before[opening - 1].isalnum() and before[opening + 1].isalnum():
+        return False
+    return any(q in after for q in _QUOTES)
+
+
+# A quoted attack string is a mention, not a use, when the text around it says so: these cues
+# (reporting, testing, classifying) outside the quotes turn the quoted part into data.
+_MENTION_CUES = re.compile(
+    r"\b(?:said|says|wrote|writes|read|received|logged|log line|quoted?|quotes|phrase|string|pattern|regex|"
+    r"tests?|test case|example|label|classify|flagged|detect(?:ed|s)?|filter|attack|attacker'?s?|jailbreaks?|injection|"
+    r"payload|poster|slide|report|incident|honeypot|spam|waf|blocked|taxonomy|posted|quiz|moderators?)\b|"
+    r"(?:说了?|写道|收到|短语|例子|测试|攻击|分类|检测|拦截|用例|违规|发了一句)")
+_QUOTED_SPAN = re.compile(r"\"[^\"\n]{1,300}\"|“[^”\n]{1,300}”|「[^」\n]{1,300}」|『[^』\n]{1,300}』|`[^`\n]{1,300}`|"
+                          r"(?<![A-Za-z0-9])'[^'\n]{1,300}'(?![A-Za-z0-9])|‘[^’\n]{1,300}’")
+#: Share of its probability the classifier keeps on the quoted part of a mention.
+QUOTED_CLASSIFIER_FACTOR = 0.8
+
+
+def split_mention(normalized: str) -> str | None:
+    """The text with its quoted spans blanked, when it quotes something and says it is a mention; else None."""
+    if not any(q in normalized for q in _QUOTES):
+        return None
+    outside = _QUOTED_SPAN.sub(" ", normalized)
+    if outside == normalized or not _MENTION_CUES.search(outside):
+        return None
+    return outside
 
 
 def pattern_score(normalized: str) -> tuple[float, str | None]:
@@ -247,7 +305,18 @@ def train_classifier(rows: Iterable[dict], digest: str = "") -> InjectionClassif
 def _dataset_digest(path: Path) -> str:
     h = hashlib.sha256(FEATURE_VERSION.encode())
     h.update(path.read_bytes())
+    if path == DATASET_PATH and FAMILIES_PATH.is_file():
+        h.update(FAMILIES_PATH.read_bytes())
     return h.hexdigest()[:16]
+
+
+def training_rows(path: Path = DATASET_PATH) -> list[dict]:
+    """The rows the shipped classifier is fitted on: ``train`` rows of the set (and of the
+    family set, for the shipped one)."""
+    rows = load_dataset(path, split="train")
+    if path == DATASET_PATH and FAMILIES_PATH.is_file():
+        rows += load_dataset(FAMILIES_PATH, split="train")
+    return rows
 
 
 _LOCK = threading.Lock()
@@ -274,7 +343,7 @@ def load_classifier(path: Path = DATASET_PATH) -> InjectionClassifier:
             except (ValueError, KeyError, TypeError):
                 clf = None  # corrupt cache: refit below
         if clf is None:
-            clf = train_classifier(load_dataset(path, split="train"), digest)
+            clf = train_classifier(training_rows(path), digest)
             tmp = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.{threading.get_ident()}.tmp")
             tmp.write_text(json.dumps(clf.to_json(), ensure_ascii=False), encoding="utf-8")
             os.replace(tmp, cache_file)
@@ -341,11 +410,28 @@ class InjectionDetector:
         norm = normalize(text)
         if not norm:
             return InjectionScore(0.0, "none", 0.0, 0.0)
+        outside = split_mention(norm) if len(norm) <= 4 * SEGMENT_CHARS else None
         p_score, p_name = pattern_score(norm)
+        if outside is not None:
+            # A reported/quoted attack string: what is outside the quotes counts fully, the
+            # quoted part only as a mention.
+            o_score, o_name = pattern_score(outside)
+            p_score, p_name = (o_score, o_name) if o_score >= p_score * QUOTED_FACTOR else (p_score * QUOTED_FACTOR, p_name)
         c_score = 0.0
         if self.classifier is not None:
             # Identical windows (repeated text) score the same: each distinct one is scored once.
             c_score = max(self.classifier.predict_proba(seg) for seg in set(segments(norm)))
+            if outside is not None:
+                c_score = max(self.classifier.predict_proba(outside), QUOTED_CLASSIFIER_FACTOR * c_score)
         # Name the pattern whenever one matched: it explains a block better than a probability.
         source = f"pattern:{p_name}" if p_name is not None else ("classifier" if c_score > 0 else "none")
         return InjectionScore(max(p_score, c_score), source, p_score, c_score)
+
+    def score_classifier(self, text: str) -> InjectionScore:
+        """The classifier layer alone (source ``classifier``): for the joined last user turns,
+        whose turns the patterns (which stop at line breaks) have already seen one by one."""
+        norm = normalize(text)
+        if not norm or self.classifier is None:
+            return InjectionScore(0.0, "none", 0.0, 0.0)
+        c_score = max(self.classifier.predict_proba(seg) for seg in set(segments(norm)))
+        return InjectionScore(c_score, "classifier", 0.0, c_score)

@@ -34,8 +34,9 @@ from __future__ import annotations
 
 from llmops_ray.safety.config import OutputRailsConfig
 from llmops_ray.safety.decision import RailDecision
+from llmops_ray.safety.links import construct_containing, neutralize_links, open_construct_start, open_url_unsafe
 from llmops_ray.safety.moderation import moderation_score
-from llmops_ray.safety.pii import find_pii, mask_pii
+from llmops_ray.safety.pii import KEYWORD_CONTEXT_CHARS, KEYWORD_HINT, find_pii, mask_pii, mask_pii_after
 
 _PII_EXTRA = frozenset("@._%+-()/:#")
 _PRONE = frozenset("0123456789@+")
@@ -69,6 +70,10 @@ class OutputStreamGuard:
         self.blocked: RailDecision | None = None
         """Set when moderation (or the size limit) stopped the stream: send ``block_message`` and finish with ``content_filter``."""
         self.emitted_chars = 0
+        self._link_counts: dict[str, int] = {}
+        self._link_hosts: set[str] = set()
+        self._swallow: str | None = None  # terminators of a URL being dropped (cut open by the buffer bound)
+        self._swallow_at: tuple[int, str] | None = None  # set by _cut_point: (construct start, marker)
 
     # ------------------------------------------------------------------ public API
 
@@ -77,6 +82,10 @@ class OutputStreamGuard:
         if self.blocked is not None or not delta:
             return ""
         self._fed += len(delta)
+        if self._swallow is not None:
+            delta = self._consume_swallow(delta)
+            if not delta:
+                return ""
         if self.max_chars is not None and self._fed > self.max_chars:
             # Never let unscanned text through: the answer stops here.
             self.blocked = RailDecision("output.size", "block", f"answer longer than the scan limit "
@@ -85,6 +94,8 @@ class OutputStreamGuard:
             return ""
         self._buf += delta
         cut = self._cut_point()
+        if self._swallow_at is not None:
+            return self._cut_open_link()
         if cut <= 0:
             return ""
         return self._release(cut)
@@ -100,7 +111,7 @@ class OutputStreamGuard:
         return self.config.block_message
 
     def decisions(self) -> list[RailDecision]:
-        """One decision per enabled output rail (call after ``finish()``)."""
+        """One decision per enabled output rail (call after ``finish()``): pii, moderation, links."""
         out: list[RailDecision] = []
         cfg = self.config
         if self.blocked is not None and self.blocked.name == "output.size":
@@ -119,6 +130,14 @@ class OutputStreamGuard:
                 out.append(RailDecision("output.moderation", "flag", f"category {self._mod_category}", self._mod_score))
             else:
                 out.append(RailDecision("output.moderation", "allow", "", self._mod_score))
+        if cfg.links:
+            n = sum(self._link_counts.values())
+            if n:
+                action = "mask" if cfg.link_action == "neutralize" else "flag"
+                out.append(RailDecision("output.links", action, f"{n} link(s)/image(s) to untrusted hosts or carrying data",
+                                        1.0, {**self._link_counts, "hosts": sorted(self._link_hosts)[:10]}))
+            else:
+                out.append(RailDecision("output.links", "allow", "", 0.0))
         return out
 
     # ------------------------------------------------------------------ internals
@@ -132,6 +151,20 @@ class OutputStreamGuard:
             if buf[j] in _PRONE:
                 hold = min(hold, _run_start(buf, j))
                 break
+        if self.config.links:
+            start = open_construct_start(buf, len(buf))
+            if start is not None:
+                if n - start > self.config.max_buffer_chars:
+                    # A link/URL longer than the buffer bound: decide on what is known so far
+                    # (host, data in the query); an unsafe one is dropped to its end.
+                    swallow, marker = open_url_unsafe(buf[start:], self.config.allowed_link_hosts)
+                    if swallow and self.config.link_action == "neutralize":
+                        self._swallow_at = (start, marker)
+                        return start
+                hold = min(hold, start)
+            inside = construct_containing(buf, hold)
+            if inside is not None:
+                hold = inside
         if n - hold > self.config.max_buffer_chars:
             hold = n - self.config.hold_chars  # bounded: cut inside a very long token
         if hold <= 0:
@@ -152,7 +185,8 @@ class OutputStreamGuard:
         if cfg.moderation:
             # Everything still held is checked too: a phrase straddling the cut is seen whole
             # before any of it leaves.
-            score, category = moderation_score(self._tail + self._buf)
+            context = self._tail[-cfg.context_chars:] if cfg.context_chars else ""
+            score, category = moderation_score(context + self._buf)
             if score > self._mod_score:
                 self._mod_score, self._mod_category = score, category
             if score >= cfg.moderation_threshold and cfg.moderation_action == "block":
@@ -161,24 +195,65 @@ class OutputStreamGuard:
                 return ""
         self._buf = self._buf[cut:]
         out = raw
+        if cfg.links:
+            linked, findings = neutralize_links(raw, cfg.allowed_link_hosts)
+            for f in findings:
+                self._link_counts[f.kind] = self._link_counts.get(f.kind, 0) + 1
+                self._link_hosts.add(f.host)
+            if cfg.link_action == "neutralize":
+                out = raw = linked
         if cfg.pii:
             masked, counts = self._mask(raw)
             for kind, c in counts.items():
                 self._pii_counts[kind] = self._pii_counts.get(kind, 0) + c
             if cfg.pii_action == "mask":
                 out = masked
-        self._tail = (self._tail + raw)[-max(cfg.context_chars, 1):]
+        self._tail = (self._tail + raw)[-max(cfg.context_chars, KEYWORD_CONTEXT_CHARS):]
         self.emitted_chars += len(out)
         return out
 
+    def _cut_open_link(self) -> str:
+        """Release the text before an over-long unsafe link, a marker for it, and drop the rest of its URL."""
+        start, marker = self._swallow_at
+        self._swallow_at = None
+        kind = "image" if marker.startswith("[image") else "link"
+        construct = self._buf[start:]
+        before = self._release(start) if start > 0 else ""
+        if self.blocked is not None:
+            return ""
+        self._buf = ""
+        self._link_counts[kind] = self._link_counts.get(kind, 0) + 1
+        self._link_hosts.add(marker.split(": ", 1)[-1].rstrip("]"))
+        # What ends the URL: ')' inside markdown, '>' inside a tag, whitespace for a bare URL.
+        if construct.startswith(("[", "!")):
+            self._swallow = ")"
+        elif construct.startswith("<"):
+            self._swallow = ">"
+        else:
+            self._swallow = " \n\t"
+        self._tail = (self._tail + marker)[-max(self.config.context_chars, KEYWORD_CONTEXT_CHARS):]
+        self.emitted_chars += len(marker)
+        return before + marker
+
+    def _consume_swallow(self, delta: str) -> str:
+        """Drop the part of ``delta`` that still belongs to a swallowed URL; return the rest."""
+        ends = [i for i in (delta.find(c) for c in self._swallow) if i != -1]
+        if not ends:
+            return ""
+        end = min(ends)
+        keep_terminator = self._swallow.startswith(" ")  # whitespace after a bare URL is prose
+        self._swallow = None
+        return delta[end:] if keep_terminator else delta[end + 1 :]
+
     def _mask(self, raw: str) -> tuple[str, dict[str, int]]:
-        # One released character of left context keeps the detectors' look-behinds
-        # (e.g. "no digit before a phone number") the same as on the whole answer.
-        ctx = self._tail[-1:]
+        # Released characters as left context keep the detectors' look-behinds ("no digit
+        # before a phone number") and keyword anchors ("passport no. E1234567", "卡号 ...")
+        # the same as on the whole answer.
+        ctx = self._tail[-KEYWORD_CONTEXT_CHARS:]
+        if not KEYWORD_HINT.search(ctx):
+            ctx = ctx[-1:]
         if ctx:
-            masked, counts = mask_pii(ctx + raw)
-            if masked.startswith(ctx):
-                return masked[len(ctx):], counts
+            return mask_pii_after(ctx + raw, len(ctx))
         return mask_pii(raw)
 
 

@@ -1,11 +1,16 @@
-"""PII detection and masking: emails, phones, payment cards, Chinese resident IDs, IPs, IBANs.
+"""PII detection and masking: emails, phones (mobile and landline), payment cards, Chinese
+resident IDs, US social security numbers, passport numbers, IPs, IBANs.
 
 Used by the ingest pipeline (the original value never reaches the knowledge base) and by
 serving (prompts and answers). Pure Python, no heavy imports: safe to call anywhere.
 
 Numbers are validated, not just pattern-matched, so that order numbers and invoice ids are
 not masked by accident: card numbers must pass the Luhn check, Chinese resident ID numbers
-the ISO 7064 MOD 11-2 checksum, IBANs the ISO 13616 mod-97 check, IPs ``ipaddress``.
+the ISO 7064 MOD 11-2 checksum, IBANs the ISO 13616 mod-97 check, IPs ``ipaddress``, SSNs
+the SSA's never-issued ranges, landlines a valid area-code shape. Formats with no checksum
+(passport numbers, UnionPay cards that skip Luhn, unseparated SSNs) are only taken right
+after a keyword naming them (``passport no.``, ``护照号码``, ``卡号``, ``SSN``), within a
+bounded window, so every detector stays linear in the text.
 
 Digit boundaries use explicit look-arounds instead of ``\\b``: Python treats CJK characters
 as word characters, so ``\\b`` never fires in ``电话13812345678``.
@@ -18,7 +23,7 @@ import re
 from dataclasses import dataclass
 
 # Placeholder for each type; the order is the priority when two matches overlap.
-PII_TYPES = ("EMAIL", "IBAN", "CN_ID", "CARD", "IP", "PHONE")
+PII_TYPES = ("EMAIL", "IBAN", "CN_ID", "CARD", "SSN", "PASSPORT", "IP", "PHONE")
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,34 @@ _PHONES = [
     # North American style: (555) 123-4567, 555-123-4567, 555.123.4567.
     re.compile(r"(?<![0-9])(?:\(\d{3}\) ?|\d{3}[.-])\d{3}[.-]\d{4}(?![0-9])"),
 ]
+
+# Landlines with an area code (issue 18). Chinese: 0 + area code (010, 02x, or 0 + three
+# digits from 3-9), optional parentheses (ASCII or full-width), then a 7-8 digit subscriber
+# number that never starts with 0 or 1, optionally split in two (4-4, 3-4, 4-3). UK/EU-style: 0 + 2-4 digit
+# area code and a separated subscriber part ("020 7946 0958", "(0161) 496 0000"): 10-11 digits.
+# North American: "415 555 0100" (spaces; the dash/dot/paren forms are in _PHONES).
+_LANDLINES = [
+    re.compile(r"(?<![0-9])(?:[(（]0(?:10|2\d|[3-9]\d\d)[)）] ?|0(?:10|2\d|[3-9]\d\d)[ -]?)[2-9]\d{2,3}[ -]?\d{3,4}"
+               r"(?:[-转]\d{1,5})?(?![0-9])"),
+    re.compile(r"(?<![0-9])(?:\(0\d{2,4}\) ?|0\d{2,4} )\d{3,4}[ -]?\d{3,4}(?![0-9]|[.-]\d)"),
+    re.compile(r"(?<![0-9-])[2-9]\d{2} [2-9]\d{2} \d{4}(?![0-9]| \d)"),
+]
+# US social security number: 3-2-4 digits with dashes or spaces (never-issued ranges excluded
+# by _ssn_ok), or nine digits right after the word SSN / social security number.
+_SSN = re.compile(r"(?<![0-9-])\d{3}([- ])\d{2}\1\d{4}(?![0-9]|-\d)")
+_SSN_KEYWORD = re.compile(r"(?i:\bssn|social security(?: number| no\.?| #)?|社会安全号码?)"
+                          r"(?:[ \t:：#.]|(?i:is|was)\b|是|为){0,6}(\d{9})(?![0-9])")
+# Passport numbers: 1-2 letters + 6-8 digits (China E12345678, EA1234567; UK/DE/FR styles) or
+# 9 digits (US), after "passport" / "护照" and an optional "no." / "number" / "号码". Every
+# repetition is bounded: linear.
+_PASSPORT = re.compile(
+    r"(?i:passport|护照)(?:[ \t:：#.,，]|(?i:no|number|num|nr|id)\b|号码|号|编号|是|为){0,6}"
+    r"(?<![A-Za-z0-9])([A-Za-z]{1,2}\d{6,8}|\d{9})(?![0-9A-Za-z])")
+# A card number named as such ("卡号", "银行卡", "card number"): 16-19 digits (UnionPay cards
+# do not all pass Luhn), optionally in groups of 4 separated by spaces or dashes.
+_CARD_KEYWORD = re.compile(
+    r"(?i:卡号|银行卡|信用卡|借记卡|储蓄卡|card (?:number|no\.?|#))[^0-9\n]{0,8}?"
+    r"(?<![0-9])((?:\d{4}[ -]?){3}\d{4}(?:[ -]?\d{1,3})?)(?![0-9])")
 
 _CN_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CN_ID_CHECK = "10X98765432"
@@ -107,6 +140,20 @@ def iban_valid(iban: str) -> bool:
 def _phone_ok(value: str) -> bool:
     digits = re.sub(r"\D", "", value)
     return 7 <= len(digits) <= 15
+
+
+def _ssn_ok(value: str) -> bool:
+    """Never-issued SSNs: area 000, 666 or 900-999, group 00, serial 0000."""
+    digits = re.sub(r"\D", "", value)
+    if len(digits) != 9:
+        return False
+    area, group, serial = digits[:3], digits[3:5], digits[5:]
+    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+
+
+def _landline_ok(value: str) -> bool:
+    digits = re.sub(r"\D", "", value)
+    return 10 <= len(digits) <= 16
 
 
 def _ipv6_ok(value: str) -> bool:
@@ -175,6 +222,19 @@ def _candidates(text: str) -> list[PiiMatch]:
     add("IP", _IPV6, _ipv6_ok)
     for pattern in _PHONES:
         add("PHONE", pattern, _phone_ok)
+    for pattern in _LANDLINES:
+        add("PHONE", pattern, _landline_ok)
+    add("SSN", _SSN, _ssn_ok)
+
+    def add_group(kind: str, pattern: re.Pattern[str], check=None) -> None:
+        # Only the value (group 1) is the span: the keyword before it stays readable.
+        for m in pattern.finditer(text):
+            if check is None or check(m.group(1)):
+                found.append(PiiMatch(kind, m.start(1), m.end(1), m.group(1)))
+
+    add_group("SSN", _SSN_KEYWORD, _ssn_ok)
+    add_group("PASSPORT", _PASSPORT)
+    add_group("CARD", _CARD_KEYWORD)
     return found
 
 
@@ -201,22 +261,37 @@ def find_pii(text: str) -> list[PiiMatch]:
     return sorted(taken, key=lambda m: m.start)
 
 
-def mask_pii(text: str) -> tuple[str, dict[str, int]]:
-    """Replace every PII span with a typed placeholder such as ``[EMAIL]``.
+#: Characters before a value that a keyword-anchored detector (passport, SSN, card keyword)
+#: looks at: a stream masks each released piece with this much already-released context.
+KEYWORD_CONTEXT_CHARS = 48
+#: Any keyword a keyword-anchored detector starts with: only context holding one needs more
+#: than one character (a longer context re-scans it with every streamed piece).
+KEYWORD_HINT = re.compile(r"(?i:passport|ssn|social security|card)|护照|卡|社会安全")
 
-    Returns the masked text and the number of spans replaced per type (types with no
-    match are absent from the dict).
+
+def mask_pii_after(text: str, start: int) -> tuple[str, dict[str, int]]:
+    """``mask_pii(text)`` restricted to ``text[start:]``: ``text[:start]`` is context only.
+
+    Values that begin before ``start`` are not touched (they belong to the context).
     """
-    matches = find_pii(text)
-    if not matches:
-        return text, {}
     counts: dict[str, int] = {}
     parts: list[str] = []
-    pos = 0
-    for m in matches:
+    pos = start
+    for m in find_pii(text):
+        if m.start < start:
+            continue
         parts.append(text[pos : m.start])
         parts.append(f"[{m.type}]")
         counts[m.type] = counts.get(m.type, 0) + 1
         pos = m.end
     parts.append(text[pos:])
     return "".join(parts), counts
+
+
+def mask_pii(text: str) -> tuple[str, dict[str, int]]:
+    """Replace every PII span with a typed placeholder such as ``[EMAIL]``.
+
+    Returns the masked text and the number of spans replaced per type (types with no
+    match are absent from the dict).
+    """
+    return mask_pii_after(text, 0)

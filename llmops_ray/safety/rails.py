@@ -26,13 +26,15 @@ from typing import Any
 from llmops_ray.safety.config import RailsConfig
 from llmops_ray.safety.context import ContextResult, sanitize_chunks
 from llmops_ray.safety.decision import InputTooLarge, RailDecision
-from llmops_ray.safety.injection import InjectionDetector
+from llmops_ray.safety.injection import InjectionDetector, InjectionScore
 from llmops_ray.safety.moderation import moderation_score
 from llmops_ray.safety.output_rail import OutputStreamGuard, check_output
 from llmops_ray.safety.pii import mask_pii
 
 # Roles whose text may carry an attack: everything but the operator's system prompt.
 _TRUSTED_ROLES = frozenset({"system", "developer"})
+#: User turns scored together (besides each one alone) to catch set-ups spread over turns.
+MULTI_TURN_WINDOW = 3
 
 
 @dataclass
@@ -114,7 +116,13 @@ class Rails:
         if chars > self.config.max_scan_chars:
             raise InputTooLarge(chars, self.config.max_scan_chars, param)
         texts = [t for m in messages if m.get("role") not in _TRUSTED_ROLES for t in _texts(m.get("content"))]
-        decisions, blocked = self._screen(texts)
+        # Multi-turn set-ups ("remember that 42 means yes" ... "42. Now do X") are harmless
+        # turn by turn: the last user turns are also scored together, as one text.
+        user_turns = [" ".join(_texts(m.get("content"))) for m in messages if m.get("role") == "user"]
+        window = "\n\n".join(user_turns[-MULTI_TURN_WINDOW:]) if len(user_turns) >= 2 else None
+        if cfg.scan_system:
+            texts.extend(t for m in messages if m.get("role") in _TRUSTED_ROLES for t in _texts(m.get("content")))
+        decisions, blocked = self._screen(texts, window)
         if blocked is not None:
             return InputResult(messages, decisions, blocked)
         if cfg.pii:
@@ -139,7 +147,7 @@ class Rails:
             result.messages = prompt
         return result
 
-    def _screen(self, texts: list[str]) -> tuple[list[RailDecision], RailDecision | None]:
+    def _screen(self, texts: list[str], window: str | None = None) -> tuple[list[RailDecision], RailDecision | None]:
         cfg = self.config.input
         decisions: list[RailDecision] = []
         if cfg.injection and self.detector is not None:
@@ -148,6 +156,11 @@ class Rails:
                 s = self.detector.score(text)
                 if best is None or s.score > best.score:
                     best = s
+            if window is not None and (best is None or best.score < cfg.injection_threshold):
+                # The joined turns: the classifier only (the patterns saw each turn already).
+                s = self.detector.score_classifier(window)
+                if best is None or s.score > best.score:
+                    best = InjectionScore(s.score, "classifier:multi_turn", s.pattern, s.classifier)
             if best is not None and best.score >= cfg.injection_threshold:
                 d = RailDecision("input.injection", cfg.injection_action, f"prompt injection detected ({best.source})", best.score)
                 decisions.append(d)
@@ -200,7 +213,7 @@ class Rails:
         """A fresh guard for one streamed answer (``feed(delta)`` per chunk, ``finish()`` at the end)."""
         cfg = self.config.output
         if not self.config.enabled:
-            return OutputStreamGuard(cfg.model_copy(update={"pii": False, "moderation": False}))
+            return OutputStreamGuard(cfg.model_copy(update={"pii": False, "moderation": False, "links": False}))
         return OutputStreamGuard(cfg, self.config.max_scan_chars)
 
     def check_output(self, text: str) -> tuple[str, list[RailDecision]]:

@@ -459,7 +459,8 @@ class Gateway(OpenAiIngress):
     # ------------------------------------------------------------------ feedback, shutdown
 
     async def feedback(self, request: Request) -> Response:
-        """``POST /v1/feedback``: ``{"response_id", "rating": "up"|"down", "comment"}`` tied to a
+        """``POST /v1/feedback``: ``{"response_id", "rating": "up"|"down", "comment", "correction"}``
+        (``correction``: the wanted answer, with ``down`` only; validated by ``submit_feedback``) tied to a
         logged response (of the caller's tenant when a key hook sets one). Blocking LanceDB
         work runs off the event loop."""
         from llmops_ray.observe.request_log import FeedbackError, submit_feedback

@@ -44,11 +44,12 @@ import asyncio
 import logging
 import os
 import time
-from typing import Any
+from typing import Any, Optional
 
 from pydantic import Field
 
 from llmops_ray.config import StrictModel
+from llmops_ray.kb.rerank import RerankConfig
 from llmops_ray.serve.canary import (
     CANARY,
     PRODUCTION,
@@ -67,6 +68,7 @@ from llmops_ray.serve.rag import (
     last_user_index,
     make_citations,
     message_text,
+    prompt_texts,
     retrieval_settings,
 )
 
@@ -95,7 +97,14 @@ class RetrieverSpec(StrictModel):
     replicas: int = Field(1, ge=1)
     """Retriever replicas."""
     embedder: str | None = None
-    """Query embedder (None = the KB's default all-MiniLM-L6-v2); must match the KB's."""
+    """Embedder each replica preloads (None = all-MiniLM-L6-v2); queries always use the one
+    their KB records (``llmops kb show``)."""
+    reranker: Optional[RerankConfig] = None
+    """Cross-encoder the retriever reranks every KB with (``{model, top_n, batch_size,
+    device}``); None = each KB's own default reranker, where it has one. Loaded at deploy
+    time: a model that cannot be loaded fails the deploy, not a query."""
+    num_gpus: float = Field(0.0, ge=0)
+    """GPU share of each Retriever replica (for a reranker with ``device: cuda``)."""
 
 
 class WatchSpec(StrictModel):
@@ -166,7 +175,9 @@ class StackHook(GatewayHook):
         spec = build_config(StackHookConfig, dict(kwargs or {}), "StackHook kwargs").retriever
         if spec.app is not None:
             return {}
-        return {spec.deployment: retriever_app(spec.num_cpus, spec.embedder, spec.replicas, spec.deployment)}
+        return {spec.deployment: retriever_app(spec.num_cpus, spec.embedder, spec.replicas, spec.deployment,
+                                               reranker=spec.reranker.model_dump() if spec.reranker else None,
+                                               num_gpus=spec.num_gpus)}
 
     def extra_models(self) -> list[str]:
         return list(self.stacks)
@@ -316,7 +327,8 @@ class StackHook(GatewayHook):
         started = time.perf_counter()
         try:
             hits = await self._retriever_handle().search.remote(
-                version.kb, query, settings["k"], settings["mode"], tenant, settings["filters"])
+                version.kb, query, settings["k"], settings["mode"], tenant, settings["filters"], settings.get("rerank"),
+                settings.get("include_flagged", False))
         except Exception as exc:  # noqa: BLE001 - a missing KB version or a dead replica
             # The cause goes to the log under the request id, not to the client: its text can
             # name other tenants' knowledge bases and the store's paths.
@@ -325,7 +337,8 @@ class StackHook(GatewayHook):
                                code="retrieval_failed") from None
         ctx.extra["retrieval_s"] = time.perf_counter() - started
         rails = self._context_rails(ctx)
-        checked = await asyncio.to_thread(rails.check_context, [h.get("text") or "" for h in hits])
+        # Parent-child KBs: the prompt reads each hit's enclosing section (citations stay the chunk).
+        checked = await asyncio.to_thread(rails.check_context, prompt_texts(hits))
         ctx.extra.setdefault("rails", []).extend(d.to_log() for d in checked.decisions)
         citations = make_citations(hits, checked.chunks, checked.kept)
         template = await self._prompt(version.prompt_ref)

@@ -58,8 +58,40 @@ def bootstrap_command(
     print_json(bootstrap(cfg), drop=("history",))
 
 
+def tune_retriever_command(
+    overrides: List[str] = typer.Argument(None, help="key=value overrides, e.g. epochs=3 lr=3e-5 max_pairs=1000"),
+    kb: str = typer.Option(..., "--kb", help="Knowledge base NAME (NAME@VERSION without --apply)."),
+    kind: Optional[str] = typer.Option(None, "--kind", help="bi-encoder (default) or cross-encoder."),
+    apply: bool = typer.Option(False, "--apply", help="Put the tuned model to work on the KB (new version)."),
+    heldout: Optional[str] = typer.Option(None, "--heldout",
+                                          help="Evaluation-suite YAML whose retrieval items give recall@5/MRR before and after."),
+    out: Optional[str] = typer.Option(None, "--out", help="Model directory (default <workspace>/models/retriever-...)."),
+    config: Optional[str] = typer.Option(None, "--config", help="TuneRetrieverConfig YAML file."),
+) -> None:
+    """Fine-tune a retriever (embedder or reranker) on pairs built from the KB itself, on Ray Train."""
+    from llmops_ray.common.cli_output import print_progress
+    from llmops_ray.config import UserError, load_config
+    from llmops_ray.train.retriever import KINDS, TuneRetrieverConfig, tune_retriever
+
+    cfg = load_config(TuneRetrieverConfig, config, list(overrides or []))
+    updates = {}
+    if kind is not None:
+        if kind not in KINDS:
+            raise UserError(f"--kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        updates["kind"] = kind
+    if out:
+        updates["out"] = out
+    if updates:
+        cfg = cfg.model_copy(update=updates)
+    print_json(tune_retriever(kb, cfg, apply=apply, heldout=heldout, progress=print_progress))
+
+
 def register(app: typer.Typer) -> None:
     app.command("finetune")(finetune_command)
+    # Onto the `kb` group that llmops_ray.kb.commands registered first (the kb layer cannot
+    # import training code, so the command is registered from here).
+    kb = group(app, "kb", "Knowledge bases: list them and their versions.")
+    kb.command("tune-retriever")(tune_retriever_command)
     data = group(app, "data", "Datasets built from the platform's own stores.")
     data.command("sft-from-kb")(sft_from_kb_command)
     model = group(app, "model", "Base models: bootstrap a tiny one, merge adapters.")

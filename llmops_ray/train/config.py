@@ -102,7 +102,8 @@ class DataSettings(StrictModel):
     """Supervised fine-tuning data."""
 
     path: str = ""
-    """JSONL file (or directory of .jsonl files): OpenAI chat ``messages`` or Alpaca ``instruction``/``input``/``output``."""
+    """JSONL file (or directory of .jsonl files): OpenAI chat ``messages`` or Alpaca ``instruction``/``input``/``output``
+    (``objective: dpo``: preference pairs ``prompt``/``chosen``/``rejected``)."""
     format: Literal["auto", "chat", "alpaca"] = "auto"
     """Record format; ``auto`` decides per file from its first record."""
     max_seq_len: int = Field(512, ge=16)
@@ -113,6 +114,21 @@ class DataSettings(StrictModel):
     """Share of examples held out for validation (at least one per worker when > 0)."""
     system_prompt: str = ""
     """System message prepended to records that have none (empty = none)."""
+
+
+class DpoSettings(StrictModel):
+    """Direct preference optimisation (``objective: dpo``): the loss and its reference model."""
+
+    beta: float = Field(0.1, gt=0)
+    """Strength of the KL tie to the reference model (DPO's beta; IPO's tau)."""
+    loss_type: Literal["sigmoid", "ipo"] = "sigmoid"
+    """``sigmoid``: the DPO loss -log sigmoid(beta * margin); ``ipo``: the IPO squared loss on
+    per-token averaged log-ratios, (margin - 1 / (2 beta))^2."""
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
+    """Assumed share of flipped preference labels (conservative DPO, sigmoid loss only):
+    -(1 - eps) log sigmoid(beta m) - eps log sigmoid(-beta m)."""
+    max_prompt_len: int = Field(0, ge=0)
+    """Prompt tokens kept at most (cut from the left); 0 = only what ``data.max_seq_len`` forces."""
 
 
 class LoraSettings(StrictModel):
@@ -137,6 +153,12 @@ class FinetuneConfig(StrictModel):
     """Local Hugging Face model directory or hub id; empty = the bootstrapped ``models/tiny-base``."""
     method: Literal["lora", "full"] = "lora"
     """LoRA adapter training or full fine-tuning."""
+    objective: Literal["sft", "dpo"] = "sft"
+    """``sft``: next-token loss on chat/Alpaca records; ``dpo``: preference pairs
+    (``prompt``/``chosen``/``rejected`` JSONL) against a frozen reference (the base with the
+    LoRA adapter disabled, or a frozen copy for ``method: full``)."""
+    dpo: DpoSettings = Field(default_factory=DpoSettings)
+    """DPO loss settings (used when objective is dpo)."""
     data: DataSettings = Field(default_factory=DataSettings)
     """Training data."""
     lora: LoraSettings = Field(default_factory=LoraSettings)
@@ -208,6 +230,10 @@ class TrainPlan(StrictModel):
     """``lora``: train a peft adapter; ``full``: every weight."""
     lora: LoraSettings | None = None
     """Adapter settings (``method: lora``)."""
+    objective: Literal["sft", "dpo"] = "sft"
+    """Loss: next-token (``sft``) or preference pairs (``dpo``, batches of chosen + rejected rows)."""
+    dpo: DpoSettings | None = None
+    """DPO loss settings (``objective: dpo``)."""
     optim: OptimConfig
     """Optimiser and schedule."""
     deepspeed: DeepSpeedSettings

@@ -45,7 +45,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
 
 def _build_engine(plan: TrainPlan):
-    """The model (wrapped in a peft LoRA for ``method: lora``) in a DeepSpeed engine."""
+    """The model (wrapped in a peft LoRA for ``method: lora``) in a DeepSpeed engine, and the
+    DPO reference: None for SFT and for LoRA (the adapter is disabled instead), a frozen copy
+    of the starting weights for full DPO."""
     import deepspeed
     import torch
     from transformers import AutoModelForCausalLM
@@ -69,7 +71,11 @@ def _build_engine(plan: TrainPlan):
         config=ds_config,
         lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, schedule),
     )
-    return engine
+    ref_model = None
+    if plan.objective == "dpo" and plan.method == "full":
+        ref_model = AutoModelForCausalLM.from_pretrained(plan.model_dir, dtype=dtype).to(engine.device).eval()
+        ref_model.requires_grad_(False)
+    return engine, ref_model
 
 
 class _Worker:
@@ -84,12 +90,13 @@ class _Worker:
         self.total_steps = plan.geometry.total_steps
         torch.set_num_threads(plan.torch_threads)
         torch.manual_seed(plan.optim.seed)
-        self.engine = _build_engine(plan)
+        self.engine, self.ref_model = _build_engine(plan)
         self.state = self._restore()
         self.tracker = TrackedRun.from_plan(plan.mlflow) if rank == 0 else None  # rank 0 records
         self.val_batches = self._validation_batches()
         self.train_it = ray.train.get_dataset_shard("train")
         self.last_train_loss = self.state["history"][-1]["train_loss"] if self.state["history"] else None
+        self.val_extra: dict[str, float] = {}  # DPO: validation reward metrics of the last evaluate()
         self._reset_window()
         self.engine.train()
 
@@ -113,20 +120,33 @@ class _Worker:
         """The validation shard is small: read it once and keep it in memory."""
         import ray.train
 
-        from llmops_ray.train.data import collate
-
         if not self.plan.has_val:
             return []
         shard = ray.train.get_dataset_shard("validation")
-        return [collate(b, self.plan.pad_id)
+        return [self._collate(b)
                 for b in shard.iter_batches(batch_size=self.plan.optim.micro_batch_size, batch_format="numpy")]
 
     def _say(self, message: str) -> None:
         if self.rank == 0:
             print(f"[{self.plan.label}] {message}", flush=True)
 
+    def _collate(self, raw):
+        from llmops_ray.train.data import collate
+        from llmops_ray.train.dpo_data import collate_pairs
+
+        return (collate_pairs if self.plan.objective == "dpo" else collate)(raw, self.plan.pad_id)
+
+    def _loss(self, batch) -> tuple[Any, dict[str, float]]:
+        """The micro-batch loss through the engine and, for DPO, its pair metric sums
+        (rewards, margins, log-probs; see :func:`llmops_ray.train.dpo.pair_metric_sums`)."""
+        if self.plan.objective == "dpo":
+            from llmops_ray.train.dpo import dpo_micro_step
+
+            return dpo_micro_step(self.engine, self.engine.module, self.ref_model, batch, self.plan.dpo)
+        return self.engine(**batch).loss, {}
+
     def _reset_window(self) -> None:
-        self.window = {"loss": 0.0, "micro": 0, "tokens": 0, "t0": time.perf_counter()}
+        self.window = {"loss": 0.0, "micro": 0, "tokens": 0, "t0": time.perf_counter(), "pairs": {}}
 
     def _all_sum(self, values: list[float]) -> list[float]:
         import torch
@@ -136,23 +156,34 @@ class _Worker:
         return t.tolist()
 
     def evaluate(self) -> float | None:
-        """Mean validation loss per target token over every rank's shard (None without one)."""
+        """Mean validation loss over every rank's shard (None without one): per target token
+        for SFT, per pair for DPO (which also sets ``val_extra``: reward accuracy, margins)."""
         import torch
 
         if not self.val_batches:
             return None
         self.engine.eval()
         loss_sum = count = 0.0
+        pair_sums: dict[str, float] = {}
         with torch.no_grad():
             for batch in self.val_batches:
                 batch = {k: v.to(self.engine.device) for k, v in batch.items()}
-                out = self.engine(**batch)
-                n = float((batch["labels"][:, 1:] != -100).sum())  # shifted targets
-                loss_sum += float(out.loss) * n
+                loss, sums = self._loss(batch)
+                if sums:
+                    n = sums["pairs"]
+                    pair_sums = {k: pair_sums.get(k, 0.0) + v for k, v in sums.items()}
+                else:
+                    n = float((batch["labels"][:, 1:] != -100).sum())  # shifted targets
+                loss_sum += float(loss) * n
                 count += n
         self.engine.train()
-        loss_sum, count = self._all_sum([loss_sum, count])
-        return loss_sum / max(count, 1.0)
+        keys = sorted(pair_sums)
+        totals = self._all_sum([loss_sum, count] + [pair_sums[k] for k in keys])
+        if keys:
+            from llmops_ray.train.dpo import mean_pair_metrics
+
+            self.val_extra = mean_pair_metrics(dict(zip(keys, totals[2:])), prefix="val_")
+        return totals[0] / max(totals[1], 1.0)
 
     def save_and_report(self, metrics: dict[str, Any], final: bool) -> None:
         import ray.train
@@ -167,8 +198,6 @@ class _Worker:
 
     def run_epoch(self) -> None:
         """One pass over the shard (from the saved position), stopping at the step budget."""
-        from llmops_ray.train.data import collate
-
         state, plan = self.state, self.plan
         skip = state["micro_in_epoch"]
         micro = 0
@@ -178,11 +207,13 @@ class _Worker:
             micro += 1
             if micro <= skip:  # resume: these micro-batches were consumed before the checkpoint
                 continue
-            batch = {k: v.to(self.engine.device) for k, v in collate(raw, plan.pad_id).items()}
-            out = self.engine(**batch)
-            self.engine.backward(out.loss)
+            batch = {k: v.to(self.engine.device) for k, v in self._collate(raw).items()}
+            loss, pair_sums = self._loss(batch)
+            self.engine.backward(loss)
             self.engine.step()
-            self.window["loss"] += float(out.loss.detach())
+            self.window["loss"] += float(loss.detach())
+            for key, value in pair_sums.items():
+                self.window["pairs"][key] = self.window["pairs"].get(key, 0.0) + value
             self.window["micro"] += 1
             self.window["tokens"] += int(batch["attention_mask"].sum())
             if micro % plan.optim.grad_accum == 0:  # DeepSpeed stepped the optimizer
@@ -201,16 +232,24 @@ class _Worker:
         state["global_step"] += 1
         state["micro_in_epoch"] = micro
         step = state["global_step"]
-        loss_sum, n_micro, tokens = self._all_sum([self.window["loss"], self.window["micro"], self.window["tokens"]])
+        pair_keys = sorted(self.window["pairs"])
+        totals = self._all_sum([self.window["loss"], self.window["micro"], self.window["tokens"]]
+                               + [self.window["pairs"][k] for k in pair_keys])
+        loss_sum, n_micro, tokens = totals[:3]
         elapsed = time.perf_counter() - self.window["t0"]
         self.last_train_loss = loss_sum / n_micro
         state["tokens"] += int(tokens)
         record = {"step": step, "train_loss": self.last_train_loss, "lr": self.engine.get_lr()[0],
                   "tokens_per_s": tokens / max(elapsed, 1e-9), "step_time_s": elapsed, "epoch": state["epoch"]}
+        if pair_keys:  # DPO: reward accuracy, margins, chosen/rejected log-probs (per pair)
+            from llmops_ray.train.dpo import mean_pair_metrics
+
+            record.update(mean_pair_metrics(dict(zip(pair_keys, totals[3:]))))
         self._reset_window()
         is_ckpt = step % plan.checkpoint.every_steps == 0 and step < self.total_steps
         if is_ckpt:
             record["val_loss"] = self.evaluate()
+            record.update(self.val_extra)
         state["history"].append(record)
         if step % plan.log_every == 0 or is_ckpt or step == self.total_steps:
             if self.tracker:
@@ -228,9 +267,10 @@ class _Worker:
         final = {"step": self.state["global_step"], "train_loss": self.last_train_loss, "epoch": self.state["epoch"]}
         if val_loss is not None:
             final["val_loss"] = val_loss
+            final.update(self.val_extra)
         self.state["final"] = final
         if self.tracker:
-            self.tracker.log_metrics({k: v for k, v in final.items() if k.endswith("loss")},
+            self.tracker.log_metrics({k: v for k, v in final.items() if k not in ("step", "epoch") and v is not None},
                                      self.state["global_step"], prefix="final_")
         self.save_and_report(_report_metrics(final, self.state), final=True)
 

@@ -31,8 +31,15 @@ class Prepared:
 
 
 def resolve_base_model(base_model: str) -> str:
-    """``base_model`` as a local directory or hub id; empty = the bootstrapped tiny base."""
+    """``base_model`` as a local directory or hub id; empty = the bootstrapped tiny base.
+
+    A LoRA adapter directory (e.g. an SFT result that DPO continues from) is merged into its
+    base once, cached under ``<workspace>/models/_merged/start-<hash>``: the new run trains
+    on (and, for DPO, is tied to) the model the adapter makes."""
     from llmops_ray.models.base import check_model_source
+
+    if base_model and (Path(base_model).expanduser() / "adapter_config.json").is_file():
+        return merged_start_model(Path(base_model).expanduser().resolve())
 
     if not base_model:
         default = models_root() / "tiny-base"
@@ -42,6 +49,21 @@ def resolve_base_model(base_model: str) -> str:
     return check_model_source(base_model)
 
 
+def merged_start_model(adapter_dir: Path) -> str:
+    """``adapter_dir`` merged into its base (cached by the adapter's path and weight files)."""
+    import hashlib
+
+    from llmops_ray.models.merge import merge_adapter
+
+    digest = hashlib.sha256(str(adapter_dir).encode())
+    for f in sorted(adapter_dir.glob("*.safetensors")):
+        digest.update(f"{f.name}{f.stat().st_size}{f.stat().st_mtime_ns}".encode())
+    out = models_root() / "_merged" / f"start-{digest.hexdigest()[:12]}"
+    if not (out / "config.json").is_file():
+        merge_adapter(str(adapter_dir), str(out))
+    return str(out)
+
+
 def check_config(config: FinetuneConfig) -> None:
     """Checks that need no data: combinations the schema cannot express."""
     from llmops_ray.train.deepspeed_config import build_deepspeed_config
@@ -49,6 +71,8 @@ def check_config(config: FinetuneConfig) -> None:
     build_deepspeed_config(config.deepspeed, config.optim, config.workers.use_gpu, bf16_supported=False)
     if config.method == "lora" and not config.lora.target_modules:
         raise UserError("lora.target_modules is empty")
+    if config.objective == "dpo" and config.data.packing:
+        raise UserError("data.packing cannot be used with objective: dpo (each row is one preference pair)")
 
 
 @dataclass
@@ -70,31 +94,44 @@ def _dataset_key(config: FinetuneConfig, model_dir: str, sha256: str) -> str:
     return sft_dataset_key(sha256, model_dir, config.data, config.workers.num_workers, config.optim.seed)
 
 
-def _tokenize(config: FinetuneConfig, model_dir: str, files: list[str]):
+def _tokenize(config: FinetuneConfig, model_dir: str, files: list[str], records: int = 0):
     """``(train, validation, stats)`` of ``config``'s data, tokenized with Ray Data."""
     from llmops_ray.train.data import build_sft_datasets
 
+    if config.objective == "dpo":
+        from llmops_ray.train.dpo_data import build_pair_datasets
+
+        return build_pair_datasets(files, model_dir, config.data, config.dpo.max_prompt_len,
+                                   config.workers.num_workers, config.optim.seed, records)
     return build_sft_datasets(files, model_dir, config.data, config.workers.num_workers, config.optim.seed)
+
+
+def _validate_data(config: FinetuneConfig) -> dict[str, Any]:
+    """Every record checked on the driver: ``{"files", "records"}`` (pairs for DPO)."""
+    from llmops_ray.train.data import validate_dataset
+
+    if config.objective == "dpo":
+        from llmops_ray.train.dpo_data import validate_pairs
+
+        return validate_pairs(config.data.path)
+    return validate_dataset(config.data.path, config.data.format)
 
 
 def build_shared_datasets(config: FinetuneConfig) -> SharedDatasets:
     """Tokenize ``config``'s data once (on the driver's Ray) for runs that share it."""
     from llmops_ray.cluster import init_ray
     from llmops_ray.models.base import file_hash
-    from llmops_ray.train.data import validate_dataset
-
     model_dir = resolve_base_model(config.base_model)
-    files = validate_dataset(config.data.path, config.data.format)["files"]
-    key = _dataset_key(config, model_dir, file_hash(files))
+    info = _validate_data(config)
+    key = _dataset_key(config, model_dir, file_hash(info["files"]))
     init_ray()
-    return SharedDatasets(key, *_tokenize(config, model_dir, files))
+    return SharedDatasets(key, *_tokenize(config, model_dir, info["files"], info["records"]))
 
 
 def prepare(config: FinetuneConfig, cpus_per_worker: float | None = None, shared: SharedDatasets | None = None) -> Prepared:
     """Validate everything, start/join Ray, tokenize with Ray Data (or take ``shared``), and build the plan."""
     from llmops_ray.cluster import init_ray
     from llmops_ray.models.base import file_hash, load_tokenizer
-    from llmops_ray.train.data import validate_dataset
     from llmops_ray.common.tracking import start_run
     from llmops_ray.config import runs_root
     from llmops_ray.train.config import StepsGeometry, TrainPlan
@@ -102,7 +139,7 @@ def prepare(config: FinetuneConfig, cpus_per_worker: float | None = None, shared
 
     check_config(config)
     model_dir = resolve_base_model(config.base_model)
-    dataset_info = validate_dataset(config.data.path, config.data.format)
+    dataset_info = _validate_data(config)
     dataset_info["sha256"] = file_hash(dataset_info["files"])
     dataset_info["path"] = str(Path(config.data.path).expanduser().resolve())
     tokenizer = load_tokenizer(model_dir)
@@ -119,7 +156,7 @@ def prepare(config: FinetuneConfig, cpus_per_worker: float | None = None, shared
     if shared is not None:
         train_ds, val_ds, stats = shared.train, shared.validation, shared.stats
     else:
-        train_ds, val_ds, stats = _tokenize(config, model_dir, dataset_info["files"])
+        train_ds, val_ds, stats = _tokenize(config, model_dir, dataset_info["files"], dataset_info["records"])
     if cpus_per_worker is not None:  # a Tune trial: its share was planned with the other trials'
         workers = config.workers.model_copy(update={"cpus_per_worker": cpus_per_worker, "fit_to_free_cpus": False})
     else:
@@ -132,6 +169,8 @@ def prepare(config: FinetuneConfig, cpus_per_worker: float | None = None, shared
         model_dir=model_dir,
         method=config.method,
         lora=config.lora if config.method == "lora" else None,
+        objective=config.objective,
+        dpo=config.dpo if config.objective == "dpo" else None,
         optim=config.optim,
         deepspeed=config.deepspeed,
         workers=workers,
@@ -196,6 +235,20 @@ def finetune(
     return out
 
 
+def _parent_lineage(requested: str, model_dir: str) -> dict[str, Any] | None:
+    """What the run started from: the model directory asked for (an SFT adapter, a merged
+    stack) with the kind and run name of its own lineage, when it has one."""
+    import json
+
+    source = Path(requested).expanduser() if requested else Path(model_dir)
+    lineage_file = source / "lineage.json"
+    if not lineage_file.is_file():
+        return None
+    lineage = json.loads(lineage_file.read_text())
+    return {"path": str(source.resolve()), "kind": lineage.get("kind"), "run_name": lineage.get("run_name"),
+            "objective": lineage.get("objective", "sft" if lineage.get("run_name") else None)}
+
+
 def write_outputs(prepared: Prepared, result, state: dict[str, Any]) -> dict[str, Any]:
     """Assemble the output directory from the final checkpoint's export (atomically)."""
     from llmops_ray.models.base import load_tokenizer, write_lineage
@@ -215,6 +268,10 @@ def write_outputs(prepared: Prepared, result, state: dict[str, Any]) -> dict[str
         "tokens": state.get("tokens"),
         "restarts": state.get("restarts", 0),
     }
+    if config.objective == "dpo":  # final validation rewards (val_reward_accuracy, ...) and the last step's
+        metrics.update({k: v for k, v in final.items() if k.startswith("val_") and k != "val_loss"})
+        last = history[-1] if history else {}
+        metrics.update({f"train_{k}": last[k] for k in ("reward_accuracy", "reward_margin") if k in last})
     tmp = staging_dir(prepared.output_dir)
     try:
         export = checkpoint_export_dir(result.checkpoint)
@@ -235,14 +292,17 @@ def write_outputs(prepared: Prepared, result, state: dict[str, Any]) -> dict[str
             {
                 "kind": "lora-adapter" if config.method == "lora" else "full-model",
                 "run_name": config.run_name,
+                "objective": config.objective,
                 "tenant": config.tenant,
                 "base_model": prepared.model_dir,
+                "parent": _parent_lineage(config.base_model, prepared.model_dir),
                 "dataset": {
                     "path": prepared.dataset_info["path"],
                     "files": prepared.dataset_info["files"],
                     "sha256": prepared.dataset_info["sha256"],
                     "records": prepared.dataset_info["records"],
                     **prepared.data_stats,
+                    **{k: prepared.dataset_info[k] for k in ("pairs_sha256", "pairs_lineage") if k in prepared.dataset_info},
                 },
                 "hyperparameters": config.model_dump(mode="json"),
                 "metrics": metrics,

@@ -173,6 +173,21 @@ def test_feedback_round_trip(pipeline):
     anonymous = httpx.post(f"{info['endpoint']}/feedback", timeout=60, json={"response_id": response_id, "rating": "up"})
     assert anonymous.status_code == 401
 
+    # A correction (thumbs-down only) is stored masked and becomes a preference pair.
+    fixed = httpx.post(f"{info['endpoint']}/feedback", headers=headers, timeout=60,
+                       json={"response_id": response_id, "rating": "down", "correction": f"Two years; ask {EMAIL}"})
+    assert fixed.status_code == 200, fixed.text
+    bad_fix = httpx.post(f"{info['endpoint']}/feedback", headers=headers, timeout=60,
+                         json={"response_id": response_id, "rating": "up", "correction": 42})
+    assert bad_fix.status_code == 400 and bad_fix.json()["error"]["param"] == "correction"
+    from llmops_ray.data.pairs import pairs_from_feedback
+    from llmops_ray.observe.request_log import logs_dir
+
+    out = logs_dir().parent / "data" / "e2e_pairs.jsonl"
+    summary = pairs_from_feedback(None, str(out), stack="demo")
+    assert summary["counts"]["pairs_correction"] >= 1
+    assert "Two years; ask [EMAIL]" in out.read_text() and EMAIL not in out.read_text()
+
 
 def test_request_log_flushes_on_replica_shutdown(pipeline):
     from ray import serve

@@ -156,8 +156,10 @@ def test_streamed_tokens_stay_within_the_daily_budget_across_two_replicas(app):
     assert all(int(r["completion_tokens"]) > 0 for r in ok_rows)  # streamed tokens were charged
     reservation = max(int(r["prompt_tokens"]) for r in ok_rows) + 24
     assert used <= budget + reservation
-    # The key's counters (the limiter's ledger) match the request log.
-    deadline = time.monotonic() + 10
+    # The key's counters (the limiter's ledger) match the request log. Settling is fire and
+    # forget from each replica's background task: on a loaded 2-core machine the last ones
+    # were seen to land more than 10 s after the responses (ledger 251, then 255, of 273).
+    deadline = time.monotonic() + 60
     while True:
         ledger = app["store"].usage(key_id)
         day = sum(v["tokens"] for p, v in ledger.items() if p.startswith("d:"))

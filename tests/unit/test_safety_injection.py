@@ -14,6 +14,7 @@ from llmops_ray.safety.injection import (
     load_classifier,
     load_dataset,
     pattern_score,
+    training_rows,
 )
 from llmops_ray.safety.normalize import deobfuscate, normalize
 from llmops_ray.safety.rails import Rails
@@ -64,6 +65,7 @@ BENIGN_LONG = [
 # Every trigger word of the attack families in one benign paragraph: the character n-gram
 # classifier scores it ~0.75. A known false positive of the small classifier, kept visible
 # (strict: this test fails the day the detector gets it right, so the list can be updated).
+# Issue 18's family set brought it to ~0.60, on the threshold: still listed.
 KNOWN_FALSE_POSITIVE = (
     "Release notes: the previous configuration format is still read, but a warning tells you to migrate. "
     "You can ignore it until version 3. System administrators should rotate the TLS certificates and "
@@ -143,7 +145,7 @@ def test_quoted_mention_counts_less():
 
 
 def test_pure_python_classifier_matches_sklearn():
-    train = load_dataset(split="train")
+    train = training_rows()
     vectorizer, model = fit_sklearn([r["text"] for r in train], [r["label"] for r in train])
     clf = load_classifier()
     texts = [r["text"] for r in load_dataset(split="test")][:40]

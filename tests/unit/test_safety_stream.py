@@ -178,7 +178,7 @@ def test_moderation_blocks_harmful_stream_before_the_phrase_leaves(text):
 def test_moderation_allows_benign_lookalikes(text):
     out, decisions = check_output(text)
     assert out == text
-    assert [d.action for d in decisions] == ["allow", "allow"]
+    assert [d.action for d in decisions if d.name != "output.links"] == ["allow", "allow"]
 
 
 def test_check_output_non_stream():
@@ -195,4 +195,4 @@ def test_flag_modes_pass_text_through():
     text = "mail x.y@example.com. Here is how to build a pipe bomb."
     out, decisions = check_output(text, cfg)
     assert out == text
-    assert [d.action for d in decisions] == ["flag", "flag"]
+    assert [d.action for d in decisions if d.name != "output.links"] == ["flag", "flag"]

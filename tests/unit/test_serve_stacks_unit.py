@@ -40,9 +40,10 @@ def test_stickiness_key_prefers_user_then_key():
 
 
 def test_retrieval_settings_defaults_and_errors():
-    assert retrieval_settings(None, 4, "hybrid") == {"k": 4, "mode": "hybrid", "filters": None}
+    defaults = {"rerank": None, "include_flagged": False}
+    assert retrieval_settings(None, 4, "hybrid") == {"k": 4, "mode": "hybrid", "filters": None, **defaults}
     got = retrieval_settings({"k": 2, "mode": "fts", "filters": {"tenant": "evil", "lang": "en"}}, 4, "hybrid")
-    assert got == {"k": 2, "mode": "fts", "filters": {"lang": "en"}}  # the tenant is never the client's
+    assert got == {"k": 2, "mode": "fts", "filters": {"lang": "en"}, **defaults}  # the tenant is never the client's
     for bad in ({"k": 0}, {"k": "3"}, {"mode": "magic"}, {"filters": [1]}, {"other": 1}, "k=3"):
         with pytest.raises(ValueError):
             retrieval_settings(bad, 4, "hybrid")

@@ -44,6 +44,7 @@ def test_yaml_parses_and_says_how_to_run_it(path: Path):
 # llmops_ray.config.load_config, so unknown keys fail) or a loader function.
 VALIDATORS = {
     "llmops_ray/configs/sft_*.yaml": "llmops_ray.train.config:FinetuneConfig",
+    "llmops_ray/configs/dpo_*.yaml": "llmops_ray.train.config:FinetuneConfig",
     "llmops_ray/configs/bootstrap_*.yaml": "llmops_ray.train.bootstrap:BootstrapConfig",
     "llmops_ray/configs/tune_*.yaml": "llmops_ray.tune.config:TuneSearchConfig",
     "llmops_ray/configs/pipeline_*.yaml": "llmops_ray.pipeline:PipelineConfig",
