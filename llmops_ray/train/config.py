@@ -129,6 +129,11 @@ class DpoSettings(StrictModel):
     -(1 - eps) log sigmoid(beta m) - eps log sigmoid(-beta m)."""
     max_prompt_len: int = Field(0, ge=0)
     """Prompt tokens kept at most (cut from the left); 0 = only what ``data.max_seq_len`` forces."""
+    sft_weight: float = Field(0.0, ge=0)
+    """Weight of an added negative log-likelihood of the chosen response (per token, per pair;
+    the "RPO" term, TRL's ``rpo_alpha``). 0 = pure DPO/IPO. DPO alone only orders the two
+    answers (it can lower both); a small weight keeps the chosen answer likely, which a
+    weak or barely trained start needs before its generations change."""
 
 
 class LoraSettings(StrictModel):

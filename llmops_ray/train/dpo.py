@@ -90,7 +90,14 @@ def dpo_micro_step(policy, module, ref_model, batch, settings: DpoSettings) -> t
     chosen, rejected, chosen_n, rejected_n = pair_logps(policy, batch)
     losses, chosen_rewards, rejected_rewards = preference_loss(
         chosen, rejected, ref_chosen, ref_rejected, settings, chosen_n, rejected_n)
+    if settings.sft_weight:
+        losses = losses + settings.sft_weight * chosen_nll(chosen, chosen_n)
     return losses.mean(), pair_metric_sums(losses, chosen_rewards, rejected_rewards, chosen, rejected)
+
+
+def chosen_nll(chosen_logps, chosen_tokens):
+    """Per-pair negative log-likelihood of the chosen response, averaged over its tokens: (B,)."""
+    return -chosen_logps / chosen_tokens.clamp(min=1)
 
 
 def pair_metric_sums(losses, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps) -> dict[str, float]:

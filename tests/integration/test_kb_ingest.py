@@ -130,12 +130,21 @@ def test_failed_ingest_leaves_previous_version(corpus, first):
     table = open_table(KB)
     before_version, before_rows = table.version, table.count_rows()
     (corpus / "en" / "new_page.md").write_text("# New page\n\nThe Lumen T4 prototype has a colour display and an air quality sensor for living rooms.\n", encoding="utf-8")
-    # A misconfigured embedder fails inside the Ray Data chunk/embed stages, after reading.
+    # An incremental ingest naming weights that do not load (or other weights than the KB's
+    # own) is refused on the driver, before Ray starts any work.
     lines: list[str] = []
-    with pytest.raises(Exception) as excinfo:
+    with pytest.raises(UserError, match="cannot load embedding model") as excinfo:
         ingest([str(corpus)], KB, config=IngestConfig(embedder=str(corpus / "no-such-model")), progress=lines.append)
     assert "no-such-model" in str(excinfo.value)
-    assert any("1 documents to embed" in line for line in lines)
+    assert not any("documents to embed" in line for line in lines)
+    # A rebuild may change the embedder; a missing one fails inside the Ray Data chunk/embed
+    # stages, after reading and planning, and the commit never happens.
+    lines = []
+    with pytest.raises(Exception) as excinfo:
+        ingest([str(corpus)], KB, mode="rebuild", config=IngestConfig(embedder=str(corpus / "no-such-model")),
+               progress=lines.append)
+    assert "no-such-model" in str(excinfo.value)
+    assert any("documents to embed" in line for line in lines)
     table = open_table(KB)
     assert table.version == before_version and table.count_rows() == before_rows
     assert search(KB, "what does error E12 mean", k=1)[0]["source"].endswith("troubleshooting.md")

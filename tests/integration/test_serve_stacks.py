@@ -267,11 +267,23 @@ def test_output_rails_mask_pii_and_stop_harmful_text(served):
 # --------------------------------------------------------------------------- RAG
 
 
+def test_rag_leaves_chunks_flagged_at_ingest_out(served):
+    # refunds.md addresses the model ("Ignore all previous instructions"): ingest flagged it,
+    # so by default it is never retrieved (issue 18 point 2).
+    client = _client(served)
+    resp = client.chat.completions.create(
+        model="rag-stack", messages=[{"role": "user", "content": "What is the refund policy?"}],
+        extra_body={"retrieval": {"k": 5, "mode": "hybrid"}})
+    names = [Path(c["source"]).name for c in resp.model_extra["citations"]]
+    assert "refunds.md" not in names and "setup.md" in names  # the benign look-alike is not flagged
+
+
 def test_rag_citations_and_context_rail(served):
+    # Asked for explicitly, flagged chunks come back, and the context rail still neutralises them.
     client = _client(served)
     raw = client.chat.completions.with_raw_response.create(
         model="rag-stack", messages=[{"role": "user", "content": "What is the refund policy?"}],
-        extra_body={"retrieval": {"k": 5, "mode": "hybrid"}})
+        extra_body={"retrieval": {"k": 5, "mode": "hybrid", "include_flagged": True}})
     resp = raw.parse()
     citations = resp.model_extra["citations"]
     assert 1 <= len(citations) <= 5

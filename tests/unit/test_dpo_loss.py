@@ -119,3 +119,25 @@ def test_ipo_needs_token_counts():
     t = lambda *v: torch.tensor(v)  # noqa: E731
     with pytest.raises(ValueError, match="token counts"):
         preference_loss(t(-1.0), t(-2.0), t(-1.0), t(-1.0), DpoSettings(loss_type="ipo"))
+
+
+def test_sft_weight_adds_the_chosen_token_mean_nll(tiny):
+    import torch.nn.functional as F
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+    from llmops_ray.train.dpo import dpo_micro_step
+
+    policy, reference, tokenizer = tiny
+    inputs = DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id)(_examples(tokenizer))
+    batch = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"],
+             "labels": inputs["input_ids"].masked_fill(inputs["completion_mask"] == 0, -100)}
+    with torch.no_grad():
+        plain, _ = dpo_micro_step(policy, policy, reference, batch, DpoSettings(beta=0.1))
+        mixed, _ = dpo_micro_step(policy, policy, reference, batch, DpoSettings(beta=0.1, sft_weight=0.5))
+        # Independent NLL: cross-entropy of each chosen row's response tokens, averaged per row.
+        logits = policy(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    half = batch["input_ids"].shape[0] // 2
+    nll = [F.cross_entropy(logits[i, :-1], batch["labels"][i, 1:], ignore_index=-100) for i in range(half)]
+    expected = float(plain) + 0.5 * float(torch.stack(nll).mean())
+    assert float(mixed) == pytest.approx(expected, abs=1e-4)
+    assert float(mixed) - float(plain) > 0.1  # the term is not negligible on this batch
