@@ -19,6 +19,10 @@ a heavily loaded 2-core machine, 15 of them building the HNSW index, and 6.4 GB 
 4. p50/p95 of ``kb.search`` in the three modes with the KB's settings (the queries embedded
    by MiniLM beforehand and passed as ``query_vector``: on a loaded 2-core machine the
    embedding's own noise would swamp the comparison), plus the embedding alone.
+5. The rerank stage (``--rerank-top-n``, 0 = skip): hybrid ``kb.search`` with a cross-encoder
+   (the packaged MiniLM with a one-logit head; latency does not depend on the head's
+   weights) rescoring the top N fused candidates, against hybrid alone in the same loop.
+   ``benchmarks/rerank.py`` measures the same stage on the sample corpus at several N.
 
 Targets (issue 20): recall@10 >= 0.95 at <= 0.2x the flat-scan latency; hybrid p50 <= 1.5x
 vector p50. The last stdout line is one JSON object: ``rows``, ``recall_at_10``,
@@ -182,6 +186,7 @@ def main() -> None:
     parser.add_argument("--flat-queries", type=int, default=20, help="queries timed on the flat scan (slow at 1M)")
     parser.add_argument("--index-type", default="IVF_HNSW_SQ", choices=["IVF_PQ", "IVF_HNSW_SQ"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rerank-top-n", type=int, default=20, help="candidates a cross-encoder rescores; 0 = skip")
     parser.add_argument("--reuse", action="store_true",
                         help="search the table a previous run left in $LLMOPS_HOME (same --rows/--seed/--index-type) "
                              "instead of building one; build times are then not measured")
@@ -301,6 +306,11 @@ def main() -> None:
     for mode, m in modes.items():
         print(f"{mode:<8} {m['p50_ms']:>8.2f} {m['p95_ms']:>8.2f}")
 
+    rerank = rerank_latency(text_queries, query_vectors, args.rerank_top_n) if args.rerank_top_n else None
+    if rerank:
+        print(f"hybrid + rerank of the top {args.rerank_top_n}: p50 {rerank['p50_ms']:.2f} ms, p95 "
+              f"{rerank['p95_ms']:.2f} ms = {rerank['over_hybrid']:.2f}x hybrid ({rerank['hybrid_p50_ms']:.2f} ms, same loop)")
+
     summary = {
         "rows": args.rows,
         "index_type": args.index_type,
@@ -309,7 +319,7 @@ def main() -> None:
         "hybrid_over_vector": round(modes["hybrid"]["p50_ms"] / modes["vector"]["p50_ms"], 3),
         "default_setting": {k: v for k, v in chosen.items() if k in ("nprobes", "refine_factor", "ef")},
         "ann_p50_ms": chosen["p50_ms"], "ann_p95_ms": chosen["p95_ms"], "flat_p50_ms": round(flat_p50, 3), "flat_recall_at_10": exact_ok,
-        "search_ms": modes, "embed_p50_ms": round(statistics.median(embed_ms), 2),
+        "search_ms": modes, "rerank": rerank, "embed_p50_ms": round(statistics.median(embed_ms), 2),
         "write_s": write_s, "fts_index_s": fts_s, "vector_index_s": build_s, "reused": reused is not None,
         "vector_index": report, "index_peak_extra_mb": mem.extra_mb,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -318,6 +328,28 @@ def main() -> None:
                         "hybrid": modes["hybrid"]["p50_ms"] <= 1.5 * modes["vector"]["p50_ms"]},
     }
     print(json.dumps(summary))
+
+
+def rerank_latency(text_queries: list[str], query_vectors: list, top_n: int) -> dict:
+    """p50/p95 ms of hybrid search + cross-encoder rerank of ``top_n`` candidates, and of
+    hybrid alone, alternating per query (k=10)."""
+    from sentence_transformers import CrossEncoder
+
+    from llmops_ray.kb.embed import default_model_path
+    from llmops_ray.kb.query import search
+    from llmops_ray.kb.rerank import Reranker, load_cross_encoder
+
+    ce_dir = Path(os.environ["LLMOPS_HOME"]) / "bench-cross-encoder"
+    CrossEncoder(default_model_path(), num_labels=1, device="cpu").save_pretrained(str(ce_dir))
+    reranker = Reranker(load_cross_encoder(str(ce_dir), "cpu"), str(ce_dir), top_n=top_n, batch_size=32)
+    search(KB, text_queries[0], k=10, query_vector=query_vectors[0], reranker=reranker)  # warm-up
+    with_rerank, alone = [], []
+    for q, v in zip(text_queries, query_vectors):
+        with_rerank.append(timed(lambda: search(KB, q, k=10, query_vector=v, reranker=reranker))[0])
+        alone.append(timed(lambda: search(KB, q, k=10, query_vector=v, rerank=False))[0])
+    p50, base = statistics.median(with_rerank), statistics.median(alone)
+    return {"top_n": top_n, "p50_ms": round(p50, 2), "p95_ms": round(pct(with_rerank, 0.95), 2),
+            "hybrid_p50_ms": round(base, 2), "over_hybrid": round(p50 / base, 2)}
 
 
 if __name__ == "__main__":

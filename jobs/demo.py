@@ -171,6 +171,7 @@ def _submit(cmd: list[str]) -> tuple[int, dict | None, bool]:
     return code, final, no_agent and code != 0
 
 
+CLIENT_SERVER = "ray.util.client.server"
 _SESSION = re.compile(r"session_\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}_\d+_\d+")
 
 
@@ -191,7 +192,8 @@ def head_processes(port: int = HEAD_PORT) -> list:
     raylet, dashboard, agents and workers; ``--gcs_server_port=PORT`` for a GCS started with
     an explicit port) and all carry the instance's session name (``session_<date>_<pid>``,
     in their log and socket paths), which finds the rest, e.g. a GCS on a dynamic port.
-    Replicas' vLLM engine processes are descendants. Other Ray instances on the machine (a
+    Ray Client's proxy names it as ``--address=IP:PORT``. Replicas' vLLM engine processes are
+    descendants. Other Ray instances on the machine (a
     test session, a benchmark) have other ports and sessions and are left alone, unlike with
     ``ray stop``, which stops every Ray process of the user.
     """
@@ -205,6 +207,10 @@ def head_processes(port: int = HEAD_PORT) -> list:
             if key in ("--gcs-address", "--gcs_address") and value.rsplit(":", 1)[-1] == str(port):
                 return True
             if key == "--gcs_server_port" and value == str(port):
+                return True
+            # Ray Client's proxy (`ray start --head` launches it on 10001) names the GCS as
+            # --address=NODE_IP:PORT and outlives the `ray start` that spawned it (parent: init).
+            if key == "--address" and value.rsplit(":", 1)[-1] == str(port) and CLIENT_SERVER in cmdline:
                 return True
         return False
 

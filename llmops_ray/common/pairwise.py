@@ -19,6 +19,8 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Optional
 
+from llmops_ray.config import UserError
+
 PAIRWISE_PROMPT = (
     "You compare two answers to the same user prompt. Judge helpfulness, correctness and\n"
     "faithfulness to the prompt; ignore length and order.\n"
@@ -66,8 +68,15 @@ def compare(ask: Asker, prompt: str, first: str, second: str) -> dict[str, Any]:
 
 def openai_asker(base_url: str, model: str, api_key: str | None, timeout_s: float = 60.0,
                  max_tokens: int = 16) -> Asker:
-    """An :data:`Asker` over an OpenAI-compatible chat endpoint (temperature 0); a failed
-    request answers None, so it counts as undecided rather than aborting a whole run."""
+    """An :data:`Asker` over an OpenAI-compatible chat endpoint (temperature 0).
+
+    A refused configuration (401, 403, 404: wrong key, unknown model, wrong URL) raises
+    :class:`UserError` at the first call: every later call would fail the same way, and a run
+    of "undecided" verdicts would hide it. Any other failed request (timeout, 5xx, 429)
+    answers None, so it counts as undecided rather than aborting a whole run; ``ask.errors``
+    counts them and ``ask.last_error`` keeps the last one.
+    """
+    import openai
     from openai import OpenAI
 
     client = OpenAI(base_url=base_url, api_key=api_key or "none", timeout=timeout_s, max_retries=1)
@@ -80,6 +89,9 @@ def openai_asker(base_url: str, model: str, api_key: str | None, timeout_s: floa
                 temperature=0.0,
                 max_tokens=max_tokens,
             )
+        except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
+            raise UserError(f"judge {base_url} (model {model!r}) refused the request with HTTP {exc.status_code}: "
+                            f"check its URL, model and API key") from None
         except Exception as exc:  # noqa: BLE001 - any transport/API failure is an undecided verdict
             ask.errors += 1  # type: ignore[attr-defined]
             ask.last_error = f"{type(exc).__name__}: {exc}"[:300]  # type: ignore[attr-defined]

@@ -250,7 +250,11 @@ def _pairwise(suite: Suite, stack, baseline, answers: dict[str, str], rows: list
                            max_model_len=gen.max_model_len, engine_cpus=engine_cpus, engine_gpus=engine_gpus)
     cases = [{"prompt": item.prompt, "candidate": answers[key], "baseline": text.strip()}
              for (key, item), text in zip(items, texts)]
-    summary, judged = judge_pairs(judge_asker(suite.judge), cases)
+    ask = judge_asker(suite.judge)
+    summary, judged = judge_pairs(ask, cases)
+    counts["pairwise_judge_errors"] = ask.errors  # failed judge calls (timeouts, 5xx): counted as undecided
+    if ask.last_error:
+        counts["pairwise_judge_last_error"] = ask.last_error
     for (key, _item), case, verdict in zip(items, cases, judged):
         rows[int(key)].update(answer=case["candidate"], baseline_answer=case["baseline"],
                               outcome=verdict["outcome"], verdicts=verdict["verdicts"])

@@ -145,52 +145,39 @@ def neutralize_links(text: str, allowed_hosts: Iterable[str] = ()) -> tuple[str,
     allowed = tuple(allowed_hosts)
     found: list[LinkFinding] = []
 
+    def marker(url: str, kind: str, bare: bool = False) -> str | None:
+        """The marker replacing ``url`` (and the finding recorded), or None to keep it."""
+        why = _unsafe(url, allowed, bare=bare) if url else None
+        if why is None:
+            return None
+        host = host_of(url)
+        found.append(LinkFinding(kind, host or "", why))
+        return image_marker(host) if kind == "image" else link_marker(host)
+
     def md(m: re.Match[str]) -> str:
         bang, label, url = m.group(1), m.group(2), m.group(3)
-        why = _unsafe(url, allowed)
-        if why is None:
+        mark = marker(url, "image" if bang else "link")
+        if mark is None:
             return m.group(0)
-        host = host_of(url)
-        if bang:
-            found.append(LinkFinding("image", host or "", why))
-            return image_marker(host)
-        found.append(LinkFinding("link", host or "", why))
-        return f"{label} {link_marker(host)}" if label.strip() else link_marker(host)
+        return f"{label} {mark}" if label.strip() and not bang else mark
 
     def refdef(m: re.Match[str]) -> str:
-        why = _unsafe(m.group(2), allowed)
-        if why is None:
-            return m.group(0)
-        host = host_of(m.group(2))
-        found.append(LinkFinding("link", host or "", why))
-        return m.group(1) + link_marker(host)
+        mark = marker(m.group(2), "link")
+        return m.group(0) if mark is None else m.group(1) + mark
 
     def autolink(m: re.Match[str]) -> str:
-        why = _unsafe(m.group(1), allowed)
-        if why is None:
-            return m.group(0)
-        host = host_of(m.group(1))
-        found.append(LinkFinding("link", host or "", why))
-        return link_marker(host)
+        mark = marker(m.group(1), "link")
+        return m.group(0) if mark is None else mark
 
     def html_img(m: re.Match[str]) -> str:
         src = _HTML_SRC.search(m.group(0))
-        url = src.group(1) if src else ""
-        why = _unsafe(url, allowed) if url else None
-        if why is None:
-            return m.group(0)
-        host = host_of(url)
-        found.append(LinkFinding("image", host or "", why))
-        return image_marker(host)
+        mark = marker(src.group(1) if src else "", "image")
+        return m.group(0) if mark is None else mark
 
     def bare(m: re.Match[str]) -> str:
         url = m.group(0).rstrip(".,;:!?")  # sentence punctuation after a URL is not part of it
-        why = _unsafe(url, allowed, bare=True)
-        if why is None:
-            return m.group(0)
-        host = host_of(url)
-        found.append(LinkFinding("url", host or "", why))
-        return link_marker(host) + m.group(0)[len(url):]
+        mark = marker(url, "url", bare=True)
+        return m.group(0) if mark is None else mark + m.group(0)[len(url):]
 
     out = _MD_LINK.sub(md, text)
     out = _MD_REFDEF.sub(refdef, out)

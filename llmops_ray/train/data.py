@@ -177,13 +177,20 @@ def collate(batch: dict[str, Any], pad_id: int):
 # --------------------------------------------------------------------------- Ray Data pipelines
 
 
-class _SftTokenize:
-    """Ray Data batch function: JSONL lines -> tokenized rows (tokenizer loaded once per worker)."""
+class JsonlTokenize:
+    """Ray Data batch function over JSONL lines: the tokenizer is loaded once per worker, blank
+    lines are skipped; :meth:`row` turns one record into a tokenized row (None = drop it) and
+    :meth:`columns` the kept rows into the output batch."""
 
-    def __init__(self, tokenizer_dir: str, fmt: str, max_len: int, packing: bool, system_prompt: str):
-        self.tokenizer_dir, self.fmt, self.max_len = tokenizer_dir, fmt, max_len
-        self.packing, self.system_prompt = packing, system_prompt
+    def __init__(self, tokenizer_dir: str) -> None:
+        self.tokenizer_dir = tokenizer_dir
         self.tokenizer = None
+
+    def row(self, record: dict[str, Any]) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def columns(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        raise NotImplementedError
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         if self.tokenizer is None:
@@ -192,12 +199,27 @@ class _SftTokenize:
             self.tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_dir)
         rows = []
         for line in batch["text"]:
-            if not str(line).strip():
-                continue
-            messages = record_to_messages(json.loads(line), self.fmt, "record", self.system_prompt)
-            row = tokenize_chat(self.tokenizer, messages, self.max_len)
-            if any(lab != IGNORE_INDEX for lab in row["labels"]):  # all-prompt after truncation: nothing to learn
-                rows.append(row)
+            if str(line).strip():
+                row = self.row(json.loads(line))
+                if row is not None:
+                    rows.append(row)
+        return self.columns(rows)
+
+
+class _SftTokenize(JsonlTokenize):
+    """JSONL lines -> tokenized SFT rows (packed when ``packing``)."""
+
+    def __init__(self, tokenizer_dir: str, fmt: str, max_len: int, packing: bool, system_prompt: str):
+        super().__init__(tokenizer_dir)
+        self.fmt, self.max_len, self.packing, self.system_prompt = fmt, max_len, packing, system_prompt
+
+    def row(self, record: dict[str, Any]) -> dict[str, Any] | None:
+        messages = record_to_messages(record, self.fmt, "record", self.system_prompt)
+        row = tokenize_chat(self.tokenizer, messages, self.max_len)
+        # All prompt after truncation: nothing to learn.
+        return row if any(lab != IGNORE_INDEX for lab in row["labels"]) else None
+
+    def columns(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         if self.packing:
             rows = pack_rows(rows, self.max_len)
         return {"input_ids": [r["input_ids"] for r in rows], "labels": [r["labels"] for r in rows]}

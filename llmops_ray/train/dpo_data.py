@@ -12,12 +12,11 @@ A tokenized row holds both sequences of a pair: ``chosen_input_ids``/``chosen_la
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from llmops_ray.config import UserError
 from llmops_ray.models.preference import IGNORE_INDEX, prompt_messages, record_to_pair, tokenize_pair, truncate_pair, usable  # noqa: F401
-from llmops_ray.train.data import collate, data_files, split_counts
+from llmops_ray.train.data import JsonlTokenize, collate, data_files, split_counts
 
 
 def collate_pairs(batch: dict[str, Any], pad_id: int):
@@ -45,29 +44,22 @@ def validate_pairs(path: str) -> dict[str, Any]:
             "pairs_lineage": {str(f): read_lineage(f) for f in files}}
 
 
-class _PairTokenize:
-    """Ray Data batch function: pairs JSONL lines -> tokenized pair rows (tokenizer loaded once per actor)."""
+class _PairTokenize(JsonlTokenize):
+    """Pairs JSONL lines -> tokenized pair rows (both sides share the prompt)."""
+
+    KEYS = ("chosen_input_ids", "chosen_labels", "rejected_input_ids", "rejected_labels", "truncated")
 
     def __init__(self, tokenizer_dir: str, max_len: int, max_prompt_len: int, system_prompt: str):
-        self.tokenizer_dir, self.max_len, self.max_prompt_len = tokenizer_dir, max_len, max_prompt_len
-        self.system_prompt = system_prompt
-        self.tokenizer = None
+        super().__init__(tokenizer_dir)
+        self.max_len, self.max_prompt_len, self.system_prompt = max_len, max_prompt_len, system_prompt
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        if self.tokenizer is None:
-            from transformers import AutoTokenizer
+    def row(self, record: dict[str, Any]) -> dict[str, Any] | None:
+        messages, chosen, rejected = record_to_pair(record, "pair", self.system_prompt)
+        row = tokenize_pair(self.tokenizer, messages, chosen, rejected, self.max_len, self.max_prompt_len)
+        return row if usable(row) else None
 
-            self.tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_dir)
-        rows = []
-        for line in batch["text"]:
-            if not str(line).strip():
-                continue
-            messages, chosen, rejected = record_to_pair(json.loads(line), "pair", self.system_prompt)
-            row = tokenize_pair(self.tokenizer, messages, chosen, rejected, self.max_len, self.max_prompt_len)
-            if usable(row):
-                rows.append(row)
-        keys = ["chosen_input_ids", "chosen_labels", "rejected_input_ids", "rejected_labels", "truncated"]
-        return {k: [r[k] for r in rows] for k in keys}
+    def columns(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        return {k: [r[k] for r in rows] for k in self.KEYS}
 
 
 def build_pair_datasets(files: list[str], tokenizer_dir: str, settings, max_prompt_len: int, num_workers: int,

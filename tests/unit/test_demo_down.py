@@ -45,21 +45,25 @@ def test_stop_head_stops_that_gcs_port_and_descendants_only(demo):
     reader = _sleeper(f"/tmp/ray/{session}/logs/raylet.out")
     raylet = _sleeper("--gcs-address", f"127.0.0.1:{port}", f"--session-name={session}", spawn_child=True)
     worker = _wait_children(raylet, 1)[0]  # a worker below it
+    client_proxy = _sleeper("-m", "ray.util.client.server", f"--address=192.0.2.2:{port}", "--port=10001")
     other = _sleeper(f"--gcs-address=127.0.0.1:{other_port}", "--session-name=session_2026-01-02_03-04-05_1_2")
+    other_proxy = _sleeper("-m", "ray.util.client.server", f"--address=192.0.2.2:{other_port}")
     similar = _sleeper(f"--gcs-address=127.0.0.1:{port}1")  # a port that merely starts alike
     try:
         found = {p.pid for p in demo.head_processes(port)}
-        assert {gcs.pid, raylet.pid, worker.pid} <= found
+        assert {gcs.pid, raylet.pid, worker.pid, client_proxy.pid} <= found
         assert other.pid not in found and similar.pid not in found and reader.pid not in found
+        assert other_proxy.pid not in found
 
-        assert demo.stop_head(port, grace_s=5) >= 3
-        for proc in (gcs, raylet):
+        assert demo.stop_head(port, grace_s=5) >= 4
+        for proc in (gcs, raylet, client_proxy):
             assert proc.wait(timeout=10) is not None
         assert not psutil.pid_exists(worker.pid) or psutil.Process(worker.pid).status() == psutil.STATUS_ZOMBIE
         assert other.poll() is None and similar.poll() is None  # the other instances keep running
+        assert other_proxy.poll() is None
         assert reader.poll() is None
     finally:
-        for proc in (gcs, raylet, other, similar, reader):
+        for proc in (gcs, raylet, other, similar, reader, client_proxy, other_proxy):
             proc.kill()
             proc.wait(timeout=10)
         if psutil.pid_exists(worker.pid):

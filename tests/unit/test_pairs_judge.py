@@ -131,13 +131,23 @@ def test_unreachable_or_failing_endpoints_are_user_errors(server, tmp_path):
     with pytest.raises(UserError, match="every answer request"):
         pairs_from_judge("nope", str(prompts), str(tmp_path / "o.jsonl"), base_url=server, api_key=None,
                          judge_model="judge")
-    with pytest.raises(UserError, match="every judge request"):
+    with pytest.raises(UserError, match="refused the request with HTTP 404"):
         pairs_from_judge("stack", str(prompts), str(tmp_path / "o.jsonl"), base_url=server, api_key=None,
                          judge_model="missing-judge")
     with pytest.raises(UserError, match="temperature"):
         pairs_from_judge("stack", str(prompts), str(tmp_path / "o.jsonl"), base_url=server, api_key=None,
                          judge_model="judge", temperature=0.0)
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_judge_asker_refused_config_is_an_error_and_failures_are_counted(server):
+    from llmops_ray.common.pairwise import openai_asker
+
+    with pytest.raises(UserError, match="HTTP 404: check its URL, model and API key"):
+        openai_asker(server, "missing-judge", "k")("Which is better?")
+    ask = openai_asker(server, "stack", "k", timeout_s=5)
+    assert ask("FAIL please") is None and ask.errors == 1 and "500" in ask.last_error
+    assert ask("What does E12 mean?") == GOOD and ask.errors == 1
 
 
 def test_read_prompts(tmp_path):
