@@ -1,8 +1,9 @@
 """Property-based fuzzing of the gateway from OpenAI's own API description (schemathesis).
 
 Generates requests for ``POST /chat/completions``, ``POST /completions``,
-``POST /embeddings`` and ``GET /models`` from ``../shared/openai-openapi.yaml`` (OpenAI's
-published OpenAPI document, MIT), both bodies that fit the schema (``positive``) and bodies
+``POST /embeddings`` and ``GET /models`` from OpenAI's published OpenAPI document (MIT; the
+subset of it these operations use is ``tests/data/openai-openapi-subset.yaml``, made by
+``tests/tools/openapi_subset.py``; ``--spec`` takes the full document), both bodies that fit the schema (``positive``) and bodies
 that do not (``negative``: wrong types, missing fields, raw bytes), and sends each one twice
 as often as asked: with a valid API key, and with whatever ``Authorization`` header
 schemathesis made up (none or a random bearer: never a valid key). Checks:
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-SPEC = REPO.parent / "shared" / "openai-openapi.yaml"
+SPEC = REPO / "tests" / "data" / "openai-openapi-subset.yaml"
 OPERATIONS = (("POST", "/chat/completions"), ("POST", "/completions"), ("POST", "/embeddings"), ("GET", "/models"))
 AUTH_MODES = ("key", "nokey")
 """``key``: the valid key replaces any generated ``Authorization``; ``nokey``: the generated
@@ -329,11 +330,13 @@ def main() -> None:
     parser.add_argument("--embedding-model", default="all-minilm-l6-v2")
     parser.add_argument("--max-examples", type=int, default=200, help="cases per operation and generation mode")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--spec", type=Path, default=SPEC,
+                        help="OpenAI's OpenAPI document (default: the subset in tests/data; the full one works too)")
     args = parser.parse_args()
 
     if args.base_url:
         report = run_fuzz(args.base_url.rstrip("/"), args.api_key, args.model, args.embedding_model,
-                          args.max_examples, args.seed)
+                          args.max_examples, args.seed, spec=args.spec)
     else:
         report = run_own_app(args)
     print(format_report(report))
@@ -362,7 +365,7 @@ def run_own_app(args) -> Report:
     try:
         info = start_app(config, timeout_s=900)
         return run_fuzz(info["endpoint"], api_key, "tiny", config.gateway.embedding_model_id,
-                        args.max_examples, args.seed)
+                        args.max_examples, args.seed, spec=args.spec)
     finally:
         serve.shutdown()
         ray.shutdown()
